@@ -1,0 +1,120 @@
+// One pass per (shard, layer) over the [T, K] expert ids: counts for RS/NER/DI/purity,
+// load, N-gram windows (a window of n tokens is held if some expert's current span
+// covers all n), and (token id, expert) keys for RSS. See metrics.md §1-7.
+#include "metrics/layer_accumulator.h"
+
+#include <algorithm>
+#include <string>
+
+namespace moetb {
+
+LayerAccumulator::LayerAccumulator(int layer, int64_t num_experts, int ne_groups)
+    : layer_(layer),
+      n_experts_(num_experts),
+      rss_(num_experts),
+      seen_(num_experts, -1),
+      last_expert_(num_experts, -2),
+      run_expert_(num_experts, 0) {
+  stats_.counts.n_experts = num_experts;
+  stats_.expert_load.assign(num_experts, 0);
+  if (ne_groups > 0 && num_experts % ne_groups == 0) {
+    group_size_ = num_experts / ne_groups;
+    stats_.has_groups = true;
+    last_group_.assign(ne_groups, -2);
+    seen_group_.assign(ne_groups, -1);
+    run_group_.assign(ne_groups, 0);
+  }
+}
+
+int64_t* LayerAccumulator::domain_row(int32_t domain) {
+  if (domain < 0) return nullptr;
+  CountMatrix& m = stats_.counts;
+  if (domain >= m.n_domains) {
+    m.n_domains = domain + 1;
+    m.c.resize(static_cast<std::size_t>(m.n_domains * n_experts_), 0);
+  }
+  return m.c.data() + domain * n_experts_;
+}
+
+void LayerAccumulator::consume(const ShardView& shard) {
+  const LayerView& lv = shard.layers.at(layer_);
+  if (lv.experts_i16 != nullptr)
+    consume_typed(shard, lv.experts_i16, lv.k);
+  else
+    consume_typed(shard, lv.experts_i32, lv.k);
+  next_token_ += shard.n_tokens;
+}
+
+template <typename ExpertT>
+void LayerAccumulator::consume_typed(const ShardView& shard, const ExpertT* experts, int64_t k) {
+  std::vector<int32_t> slots(static_cast<std::size_t>(k));
+  const int64_t n_e = n_experts_;
+  for (int64_t t = 0; t < shard.n_tokens; ++t) {
+    const int64_t gt = next_token_ + t;  // global token index
+    const bool continues = shard.positions[t] != 0;
+    int64_t n_valid = 0;
+    for (int64_t s = 0; s < k; ++s) {
+      const int32_t e = experts[t * k + s];
+      if (e == -1) continue;
+      if (e < -1 || e >= n_e)
+        throw TraceError(shard.label + ": layers." + std::to_string(layer_) + ".experts: expert id " +
+                         std::to_string(e) + " at token " + std::to_string(t) + " slot " + std::to_string(s) +
+                         " is outside [-1, " + std::to_string(n_e) + ")");
+      if (seen_[e] == gt)
+        throw TraceError(shard.label + ": layers." + std::to_string(layer_) + ".experts: expert " + std::to_string(e) +
+                         " is listed twice for token " + std::to_string(t));
+      seen_[e] = gt;
+      slots[n_valid++] = e;
+    }
+    if (n_valid == 0) {  // unrouted: contributes nothing and breaks every window
+      prev_routed_run_ = 0;
+      continue;
+    }
+    ++stats_.routed_tokens;
+    stats_.assignments += n_valid;
+    const int64_t routed_run = (continues && prev_routed_run_ > 0) ? prev_routed_run_ + 1 : 1;
+    prev_routed_run_ = routed_run;
+
+    int64_t* row = domain_row(shard.domain_ids[t]);
+    const int32_t token_id = shard.token_ids[t];
+    int32_t max_run = 0;
+    for (int64_t i = 0; i < n_valid; ++i) {
+      const int32_t e = slots[i];
+      ++stats_.expert_load[e];
+      if (row != nullptr) ++row[e];
+      const int32_t run = (continues && last_expert_[e] == gt - 1) ? run_expert_[e] + 1 : 1;
+      run_expert_[e] = run;
+      last_expert_[e] = gt;
+      max_run = std::max(max_run, run);
+      rss_.add_assignment(token_id, e);
+    }
+    rss_.add_occurrence(token_id);
+
+    int32_t max_group_run = 0;
+    if (group_size_ > 0) {
+      for (int64_t i = 0; i < n_valid; ++i) {
+        const int64_t g = slots[i] / group_size_;
+        if (seen_group_[g] == gt) continue;
+        seen_group_[g] = gt;
+        const int32_t run = (continues && last_group_[g] == gt - 1) ? run_group_[g] + 1 : 1;
+        run_group_[g] = run;
+        last_group_[g] = gt;
+        max_group_run = std::max(max_group_run, run);
+      }
+    }
+    for (std::size_t i = 0; i < kNgramLengths.size(); ++i) {
+      const int n = kNgramLengths[i];
+      if (routed_run < n) continue;
+      ++stats_.windows[i];
+      stats_.held[i] += max_run >= n;
+      stats_.held_group[i] += max_group_run >= n;
+    }
+  }
+}
+
+LayerStats LayerAccumulator::finish() {
+  stats_.rss = rss_.finish();
+  return std::move(stats_);
+}
+
+}  // namespace moetb

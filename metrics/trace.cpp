@@ -1,0 +1,356 @@
+// Routing trace format v1: opening, checking and viewing trace shards, and writing them.
+// All structural checks of the spec (tensors present, dtypes, shapes agreeing on T,
+// metadata, shard agreement) happen when a Trace is opened; expert-id contents are
+// checked by check_layer_contents as a layer is streamed (it touches every byte anyway).
+#include "metrics/trace.h"
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+namespace moetb {
+namespace fs = std::filesystem;
+namespace {
+
+[[noreturn]] void fail(const std::string& label, const std::string& tensor, const std::string& what) {
+  throw TraceError(label + ": " + (tensor.empty() ? "" : tensor + ": ") + what);
+}
+
+std::string shape_str(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+int64_t parse_count(const std::map<std::string, std::string>& raw, const std::string& key, const std::string& label) {
+  auto it = raw.find(key);
+  if (it == raw.end()) fail(label, "__metadata__", "missing required key '" + key + "'");
+  const std::string& s = it->second;
+  if (s.empty() || s.size() > 9 || !std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    fail(label, "__metadata__", key + " = '" + s + "' is not a positive decimal integer below 10^9");
+  const int64_t v = std::stoll(s);
+  if (v <= 0) fail(label, "__metadata__", key + " = '" + s + "' must be positive");
+  return v;
+}
+
+}  // namespace
+
+float LayerView::weight(int64_t token, int64_t slot) const {
+  const int64_t i = token * k + slot;
+  switch (weights_dtype) {
+    case DType::kF32: { float f; std::memcpy(&f, static_cast<const uint8_t*>(weights) + 4 * i, 4); return f; }
+    case DType::kF16: { uint16_t h; std::memcpy(&h, static_cast<const uint8_t*>(weights) + 2 * i, 2); return f16_to_float(h); }
+    case DType::kBF16: { uint16_t h; std::memcpy(&h, static_cast<const uint8_t*>(weights) + 2 * i, 2); return bf16_to_float(h); }
+    default: return 0.0f;
+  }
+}
+
+void check_layer_contents(const ShardView& shard, int layer, int64_t num_experts) {
+  const LayerView& lv = shard.layers[layer];
+  std::vector<int64_t> seen(static_cast<std::size_t>(num_experts), -1);
+  for (int64_t t = 0; t < shard.n_tokens; ++t) {
+    for (int64_t s = 0; s < lv.k; ++s) {
+      const int32_t e = lv.expert(t, s);
+      if (e == -1) continue;
+      if (e < -1 || e >= num_experts)
+        fail(shard.label, "layers." + std::to_string(layer) + ".experts",
+             "expert id " + std::to_string(e) + " at token " + std::to_string(t) + " slot " + std::to_string(s) +
+                 " is outside [-1, " + std::to_string(num_experts) + ")");
+      if (seen[e] == t)
+        fail(shard.label, "layers." + std::to_string(layer) + ".experts",
+             "expert " + std::to_string(e) + " is listed twice for token " + std::to_string(t));
+      seen[e] = t;
+    }
+  }
+}
+
+void check_domain_ids(const ShardView& shard) {
+  for (int64_t t = 0; t < shard.n_tokens; ++t) {
+    const int32_t d = shard.domain_ids[t];
+    if (d < -1 || d > kMaxDomainId)
+      fail(shard.label, "domain_ids", "value " + std::to_string(d) + " at token " + std::to_string(t) +
+                                          " is outside [-1, " + std::to_string(kMaxDomainId) + "]");
+  }
+}
+
+int64_t ShardSource::n_tokens() const {
+  int64_t n = 0;
+  for (std::size_t i = 0; i < n_shards(); ++i) n += shard(i).n_tokens;
+  return n;
+}
+
+std::vector<std::string> ShardSource::domain_list(int max_domain_id) const {
+  const auto& names = meta().domain_names;
+  const int n = std::max<int>(static_cast<int>(names.size()), max_domain_id + 1);
+  std::vector<std::string> out;
+  for (int d = 0; d < n; ++d) out.push_back(d < static_cast<int>(names.size()) ? names[d] : std::to_string(d));
+  return out;
+}
+
+TraceMeta parse_trace_meta(const std::map<std::string, std::string>& raw, const std::string& label) {
+  TraceMeta meta;
+  meta.raw = raw;
+  auto fmt = raw.find("format");
+  if (fmt == raw.end()) fail(label, "__metadata__", "missing required key 'format'");
+  if (fmt->second != kTraceFormat)
+    fail(label, "__metadata__", "format is '" + fmt->second + "', expected '" + kTraceFormat + "'");
+  meta.num_experts = parse_count(raw, "num_experts", label);
+  meta.top_k = parse_count(raw, "top_k", label);
+  if (auto it = raw.find("domain_names"); it != raw.end()) {
+    nlohmann::json j = nlohmann::json::parse(it->second, nullptr, false);
+    if (!j.is_array() || !std::all_of(j.begin(), j.end(), [](const auto& x) { return x.is_string(); }))
+      fail(label, "__metadata__", "domain_names is not a JSON list of strings");
+    for (const auto& x : j) meta.domain_names.push_back(x.get<std::string>());
+    std::vector<std::string> sorted = meta.domain_names;
+    std::sort(sorted.begin(), sorted.end());
+    if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end())
+      fail(label, "__metadata__", "domain_names lists a name twice");
+  }
+  if (auto it = raw.find("reference_groups"); it != raw.end()) {
+    nlohmann::json j = nlohmann::json::parse(it->second, nullptr, false);
+    if (!j.is_array()) fail(label, "__metadata__", "reference_groups is not a JSON list of lists of expert ids");
+    std::vector<std::vector<int>> groups;
+    for (const auto& g : j) {
+      if (!g.is_array()) fail(label, "__metadata__", "reference_groups is not a JSON list of lists of expert ids");
+      std::vector<int> ids;
+      for (const auto& e : g) {
+        if (!e.is_number_integer() || e.get<int64_t>() < 0 || e.get<int64_t>() >= meta.num_experts)
+          fail(label, "__metadata__", "reference_groups holds " + e.dump() + ", not an expert id in [0, " +
+                                          std::to_string(meta.num_experts) + ")");
+        ids.push_back(e.get<int>());
+      }
+      std::sort(ids.begin(), ids.end());
+      if (std::adjacent_find(ids.begin(), ids.end()) != ids.end())
+        fail(label, "__metadata__", "reference_groups lists an expert twice in one group");
+      groups.push_back(std::move(ids));
+    }
+    meta.reference_groups = std::move(groups);
+  }
+  if (auto it = raw.find("model"); it != raw.end()) meta.model = it->second;
+  if (auto it = raw.find("source"); it != raw.end()) meta.source = it->second;
+  return meta;
+}
+
+std::map<std::string, std::string> make_trace_metadata(const TraceMeta& meta,
+                                                       const std::map<std::string, std::string>& extra) {
+  std::map<std::string, std::string> raw = extra;
+  raw["format"] = kTraceFormat;
+  raw["num_experts"] = std::to_string(meta.num_experts);
+  raw["top_k"] = std::to_string(meta.top_k);
+  if (!meta.domain_names.empty()) raw["domain_names"] = nlohmann::json(meta.domain_names).dump();
+  if (meta.reference_groups) raw["reference_groups"] = nlohmann::json(*meta.reference_groups).dump();
+  if (!meta.model.empty()) raw["model"] = meta.model;
+  if (!meta.source.empty()) raw["source"] = meta.source;
+  return raw;
+}
+
+// ---------------------------------------------------------------- Trace (files)
+
+struct Trace::Shard {
+  std::unique_ptr<MappedFile> file;
+  SafetensorsHeader header;
+  ShardView view;
+  std::vector<std::vector<uint8_t>> aligned_copies;  // only for tensors misaligned in the file
+};
+
+namespace {
+
+// Returns a pointer to the tensor's bytes, copying them if they are not aligned for T.
+const void* tensor_bytes(const MappedFile& file, const SafetensorsHeader& h, const TensorInfo& t, std::size_t align,
+                         std::vector<std::vector<uint8_t>>* copies) {
+  const uint8_t* p = file.data() + h.data_start + t.begin;
+  if (reinterpret_cast<std::uintptr_t>(p) % align == 0) return p;
+  copies->emplace_back(p, p + (t.end - t.begin));
+  // std::vector<uint8_t> storage comes from operator new: aligned for any scalar type.
+  return copies->back().data();
+}
+
+const TensorInfo& require(const SafetensorsHeader& h, const std::string& name, const std::string& label) {
+  const TensorInfo* t = h.find(name);
+  if (t == nullptr) fail(label, name, "required tensor is missing");
+  return *t;
+}
+
+}  // namespace
+
+Trace::Trace(const std::vector<std::string>& paths) {
+  for (const auto& p : paths) {
+    std::error_code ec;
+    if (fs::is_directory(p, ec)) {
+      std::vector<std::string> found;
+      for (const auto& entry : fs::directory_iterator(p, ec))
+        if (entry.is_regular_file() && entry.path().extension() == ".safetensors") found.push_back(entry.path().string());
+      if (ec) throw TraceError(p + ": cannot list directory: " + ec.message());
+      if (found.empty()) throw TraceError(p + ": directory holds no *.safetensors files");
+      std::sort(found.begin(), found.end());
+      files_.insert(files_.end(), found.begin(), found.end());
+    } else if (fs::exists(p, ec)) {
+      files_.push_back(p);
+    } else {
+      throw TraceError(p + ": no such file or directory");
+    }
+  }
+  if (files_.empty()) throw TraceError("no trace files given");
+
+  std::vector<int64_t> first_k;
+  for (std::size_t si = 0; si < files_.size(); ++si) {
+    const std::string& label = files_[si];
+    auto shard = std::make_unique<Shard>();
+    shard->file = std::make_unique<MappedFile>(label);
+    shard->header = parse_safetensors(shard->file->data(), shard->file->size(), label);
+    const SafetensorsHeader& h = shard->header;
+    TraceMeta meta = parse_trace_meta(h.metadata, label);
+
+    ShardView& v = shard->view;
+    v.label = label;
+    auto i32_vector = [&](const char* name) -> const int32_t* {
+      const TensorInfo& t = require(h, name, label);
+      if (t.dtype != DType::kI32) fail(label, name, "dtype is " + t.dtype_str + ", expected I32");
+      if (t.shape.size() != 1) fail(label, name, "shape " + shape_str(t.shape) + " is not [T]");
+      if (name == std::string("token_ids")) v.n_tokens = t.shape[0];
+      if (t.shape[0] != v.n_tokens)
+        fail(label, name, "shape " + shape_str(t.shape) + " disagrees with token_ids on T = " + std::to_string(v.n_tokens));
+      return static_cast<const int32_t*>(tensor_bytes(*shard->file, h, t, 4, &shard->aligned_copies));
+    };
+    v.token_ids = i32_vector("token_ids");
+    v.positions = i32_vector("positions");
+    v.domain_ids = i32_vector("domain_ids");
+
+    int n_layers = 0;
+    while (h.find("layers." + std::to_string(n_layers) + ".experts") != nullptr) ++n_layers;
+    for (const auto& t : h.tensors) {  // a gap in layer numbering is an error, not a silent cut
+      if (t.name.rfind("layers.", 0) == 0 && t.name.size() > 15 && t.name.compare(t.name.size() - 8, 8, ".experts") == 0) {
+        const std::string idx = t.name.substr(7, t.name.size() - 15);
+        if (!idx.empty() && std::all_of(idx.begin(), idx.end(), ::isdigit) && (idx.size() > 9 || std::stoll(idx) >= n_layers))
+          fail(label, t.name, "layer indices are not contiguous from 0 (layers." + std::to_string(n_layers) +
+                                  ".experts is missing)");
+      }
+    }
+    if (n_layers == 0) fail(label, "layers.0.experts", "required tensor is missing (a trace needs at least one layer)");
+    std::vector<int64_t> ks;
+    for (int l = 0; l < n_layers; ++l) {
+      const std::string base = "layers." + std::to_string(l);
+      const TensorInfo& t = require(h, base + ".experts", label);
+      LayerView lv;
+      if (t.shape.size() != 2 || t.shape[0] != v.n_tokens)
+        fail(label, t.name, "shape " + shape_str(t.shape) + " is not [T, K] with T = " + std::to_string(v.n_tokens));
+      lv.k = t.shape[1];
+      if (t.dtype == DType::kI16)
+        lv.experts_i16 = static_cast<const int16_t*>(tensor_bytes(*shard->file, h, t, 2, &shard->aligned_copies));
+      else if (t.dtype == DType::kI32)
+        lv.experts_i32 = static_cast<const int32_t*>(tensor_bytes(*shard->file, h, t, 4, &shard->aligned_copies));
+      else
+        fail(label, t.name, "dtype is " + t.dtype_str + ", expected I16 or I32");
+      auto optional_float = [&](const std::string& name, int64_t cols, const void** data, DType* dtype) {
+        const TensorInfo* o = h.find(name);
+        if (o == nullptr) return;
+        if (o->dtype != DType::kF32 && o->dtype != DType::kF16 && o->dtype != DType::kBF16)
+          fail(label, name, "dtype is " + o->dtype_str + ", expected F32, F16 or BF16");
+        if (o->shape.size() != 2 || o->shape[0] != v.n_tokens || o->shape[1] != cols)
+          fail(label, name, "shape " + shape_str(o->shape) + " is not [" + std::to_string(v.n_tokens) + ", " +
+                                std::to_string(cols) + "]");
+        *data = shard->file->data() + h.data_start + o->begin;  // read with memcpy: no alignment needed
+        *dtype = o->dtype;
+      };
+      optional_float(base + ".weights", lv.k, &lv.weights, &lv.weights_dtype);
+      optional_float(base + ".probs", meta.num_experts, &lv.probs, &lv.probs_dtype);
+      v.layers.push_back(lv);
+      ks.push_back(lv.k);
+    }
+
+    if (si == 0) {
+      meta_ = std::move(meta);
+      n_layers_ = n_layers;
+      first_k = ks;
+    } else {
+      if (h.metadata != meta_.raw) {
+        std::string key;
+        for (const auto& [k, val] : h.metadata)
+          if (!meta_.raw.count(k) || meta_.raw.at(k) != val) { key = k; break; }
+        if (key.empty())
+          for (const auto& [k, val] : meta_.raw)
+            if (!h.metadata.count(k)) { key = k; break; }
+        fail(label, "__metadata__", "key '" + key + "' disagrees with the first shard " + files_[0]);
+      }
+      if (n_layers != n_layers_)
+        fail(label, "layers", std::to_string(n_layers) + " layers disagree with " + std::to_string(n_layers_) +
+                                  " in the first shard " + files_[0]);
+      for (int l = 0; l < n_layers; ++l)
+        if (ks[l] != first_k[l])
+          fail(label, "layers." + std::to_string(l) + ".experts",
+               "K = " + std::to_string(ks[l]) + " disagrees with K = " + std::to_string(first_k[l]) +
+                   " in the first shard " + files_[0]);
+    }
+    shards_.push_back(std::move(shard));
+  }
+}
+
+Trace::~Trace() = default;
+
+ShardView Trace::shard(std::size_t i) const { return shards_.at(i)->view; }
+
+void Trace::release(std::size_t i) const { shards_.at(i)->file->release_pages(); }
+
+// ---------------------------------------------------------------- TraceData (memory)
+
+ShardView TraceData::shard(std::size_t /*i*/) const {
+  ShardView v;
+  v.label = "<memory>";
+  v.n_tokens = static_cast<int64_t>(token_ids.size());
+  v.token_ids = token_ids.data();
+  v.positions = positions.data();
+  v.domain_ids = domain_ids.data();
+  for (std::size_t l = 0; l < experts.size(); ++l) {
+    LayerView lv;
+    lv.k = k[l];
+    lv.experts_i32 = experts[l].data();
+    v.layers.push_back(lv);
+  }
+  return v;
+}
+
+// ---------------------------------------------------------------- writing
+
+std::vector<TensorSpec> trace_tensor_specs(const TraceShardLayout& layout) {
+  const int64_t t = layout.n_tokens;
+  std::vector<TensorSpec> specs = {{"token_ids", DType::kI32, {t}},
+                                   {"positions", DType::kI32, {t}},
+                                   {"domain_ids", DType::kI32, {t}}};
+  for (std::size_t l = 0; l < layout.k.size(); ++l) {
+    const std::string base = "layers." + std::to_string(l);
+    specs.push_back({base + ".experts", layout.experts_dtype, {t, layout.k[l]}});
+    if (layout.weights_dtype != DType::kOther) specs.push_back({base + ".weights", layout.weights_dtype, {t, layout.k[l]}});
+    if (layout.probs_dtype != DType::kOther) specs.push_back({base + ".probs", layout.probs_dtype, {t, layout.num_experts}});
+  }
+  return specs;
+}
+
+void write_trace_file(const TraceData& trace, const std::string& path, DType experts_dtype,
+                      const std::map<std::string, std::string>& extra_metadata) {
+  TraceShardLayout layout;
+  layout.n_tokens = static_cast<int64_t>(trace.token_ids.size());
+  layout.k = trace.k;
+  layout.experts_dtype = experts_dtype;
+  layout.num_experts = trace.meta_data.num_experts;
+  SafetensorsWriter w(path, trace_tensor_specs(layout), make_trace_metadata(trace.meta_data, extra_metadata));
+  auto write_vec = [&](const std::vector<int32_t>& v) { w.write(v.data(), v.size() * 4); };
+  write_vec(trace.token_ids);
+  write_vec(trace.positions);
+  write_vec(trace.domain_ids);
+  for (const auto& layer : trace.experts) {
+    if (experts_dtype == DType::kI32) {
+      write_vec(layer);
+    } else {
+      std::vector<int16_t> narrow(layer.size());
+      for (std::size_t i = 0; i < layer.size(); ++i) {
+        if (layer[i] < -1 || layer[i] > 32767) throw TraceError(path + ": expert id " + std::to_string(layer[i]) + " does not fit I16");
+        narrow[i] = static_cast<int16_t>(layer[i]);
+      }
+      w.write(narrow.data(), narrow.size() * 2);
+    }
+  }
+  w.commit();
+}
+
+}  // namespace moetb

@@ -1,0 +1,56 @@
+// The metric suite over a whole trace (metrics.md): streams shards once, layers in
+// parallel across threads, and returns per-layer metrics plus the summary and the
+// per-domain view that `moetb metrics --json` prints ("moetb-metrics/1").
+#pragma once
+#include <cstdint>
+#include <map>
+#include <nlohmann/json_fwd.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "metrics/layer_accumulator.h"
+#include "metrics/routing_metrics.h"
+#include "metrics/trace.h"
+
+namespace moetb {
+
+struct MetricsOptions {
+  int ne_groups = 8;                 // G for ne_group
+  int threads = 0;                   // 0 = hardware concurrency (layers run in parallel)
+  std::vector<int> layers;           // empty = all layers
+  std::optional<std::vector<std::vector<int>>> reference_groups;  // overrides the trace's
+};
+
+struct LayerMetrics {
+  int layer = 0;
+  Opt rs, rs_mm, ner, di, rss;
+  std::vector<Opt> rs_per_domain;            // [n_domains]
+  std::vector<std::vector<Opt>> di_pairs;    // [n_domains][n_domains]
+  std::array<Opt, 3> ne, ne_chance, ne_group;  // for kNgramLengths
+  bool has_ne_group = false;
+  LoadStats load;
+  std::optional<PurityResult> purity;        // only with reference groups
+  LayerStats stats;                          // the raw counts behind the numbers
+};
+
+struct TraceMetrics {
+  int64_t tokens = 0;
+  int64_t num_experts = 0, top_k = 0;
+  int n_layers = 0;
+  std::vector<std::string> domains;          // names, index = domain id
+  std::vector<int64_t> domain_tokens;        // labelled tokens per domain
+  std::vector<LayerMetrics> layers;          // the selected layers, in order
+};
+
+// Throws TraceError for malformed contents, std::invalid_argument for bad options.
+TraceMetrics compute_trace_metrics(const ShardSource& trace, const MetricsOptions& options = {});
+// The metrics of one layer from its accumulated counts.
+LayerMetrics layer_metrics_from_stats(int layer, LayerStats stats, int n_domains,
+                                      const std::optional<std::vector<std::vector<int>>>& groups);
+
+nlohmann::json metrics_to_json(const TraceMetrics& m);
+// The summary object alone: for every scalar key of the layer objects, the mean of the non-null values.
+nlohmann::json summarize_layers(const nlohmann::json& layers);
+
+}  // namespace moetb

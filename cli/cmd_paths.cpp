@@ -1,0 +1,31 @@
+// `moetb paths TRACE...`: expert paths per domain and layer (metrics.md §8), as JSON.
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "cli/output.h"
+#include "metrics/expert_paths.h"
+
+namespace moetb::cli {
+
+void add_paths(CLI::App& app) {
+  auto* cmd = app.add_subcommand("paths", "Per-domain expert paths: experts covering tau of each domain's routing");
+  struct Args {
+    std::vector<std::string> traces;
+    double tau = 0.5;
+    std::string out = "-", layers;
+  };
+  auto a = std::make_shared<Args>();
+  cmd->add_option("traces", a->traces, "Trace files or directories of shards")->required();
+  cmd->add_option("--tau", a->tau, "Cumulative routing share to cover, in (0, 1]")->capture_default_str();
+  cmd->add_option("--layers", a->layers, "Only these layers, e.g. 0-3,7");
+  cmd->add_option("--out,-o", a->out, "Write to this file (atomically) instead of stdout");
+  cmd->callback([a] {
+    if (!(a->tau > 0 && a->tau <= 1)) throw std::invalid_argument("--tau " + std::to_string(a->tau) + " is not in (0, 1]");
+    MetricsOptions options;
+    if (!a->layers.empty()) options.layers = parse_layer_ranges(a->layers);
+    const Trace trace(a->traces);
+    write_output(a->out, expert_paths_json(compute_trace_metrics(trace, options), a->tau).dump(2) + "\n");
+  });
+}
+
+}  // namespace moetb::cli

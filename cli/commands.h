@@ -1,0 +1,14 @@
+// Subcommands of the moetb binary; one file each. Each add_* registers its CLI11
+// subcommand and a callback that does the work through the libraries.
+#pragma once
+#include <CLI/App.hpp>
+
+namespace moetb::cli {
+
+void add_simulate(CLI::App& app);
+void add_metrics(CLI::App& app);
+void add_validate(CLI::App& app);
+void add_paths(CLI::App& app);
+void add_compare(CLI::App& app);
+
+}  // namespace moetb::cli

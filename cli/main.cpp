@@ -1,0 +1,30 @@
+// moetb: the MoE routing testbed's command line. One subcommand per file in cli/;
+// every failure ends as one line on stderr naming what is wrong, and exit code 1.
+#include <CLI/CLI.hpp>
+#include <exception>
+#include <iostream>
+
+#include "cli/commands.h"
+#include "cli/output.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"moetb: a testbed and simulator for Mixture-of-Experts routing"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("moetb 0.1.0 (") + moetb::cli::git_revision() + ")");
+  moetb::cli::add_simulate(app);
+  moetb::cli::add_metrics(app);
+  moetb::cli::add_validate(app);
+  moetb::cli::add_paths(app);
+  moetb::cli::add_compare(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const std::exception& e) {
+    std::string name = "moetb";
+    for (const auto* sub : app.get_subcommands()) name += " " + sub->get_name();
+    std::cerr << name << ": error: " << e.what() << std::endl;
+    return 1;
+  }
+  return moetb::cli::exit_code();
+}

@@ -1,0 +1,96 @@
+// Shared CLI plumbing (see output.h).
+#include "cli/output.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <stdexcept>
+
+namespace moetb::cli {
+
+void write_output(const std::string& path, const std::string& text) {
+  if (path.empty() || path == "-") {
+    std::cout << text << std::flush;
+    return;
+  }
+  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
+  {
+    std::ofstream out(tmp, std::ios::binary);
+    if (!out) throw std::invalid_argument(path + ": cannot create the output file");
+    out << text;
+    out.flush();
+    if (!out) {
+      std::remove(tmp.c_str());
+      throw std::invalid_argument(path + ": write failed");
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    throw std::invalid_argument(path + ": cannot move the finished file into place");
+  }
+}
+
+std::vector<int> parse_layer_ranges(const std::string& text) {
+  std::vector<int> out;
+  std::stringstream ss(text);
+  std::string part;
+  auto number = [&](const std::string& s) {
+    if (s.empty() || s.size() > 6 || s.find_first_not_of("0123456789") != std::string::npos)
+      throw std::invalid_argument("--layers: '" + text + "' is not a list of layers or ranges like 0-3,7");
+    return std::stoi(s);
+  };
+  while (std::getline(ss, part, ',')) {
+    const auto dash = part.find('-');
+    if (dash == std::string::npos) {
+      out.push_back(number(part));
+      continue;
+    }
+    const int a = number(part.substr(0, dash)), b = number(part.substr(dash + 1));
+    if (b < a) throw std::invalid_argument("--layers: range '" + part + "' runs backwards");
+    for (int l = a; l <= b; ++l) out.push_back(l);
+  }
+  if (out.empty()) throw std::invalid_argument("--layers: no layer given");
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+std::vector<std::vector<int>> parse_reference_groups(const std::string& text_or_path) {
+  std::string text = text_or_path;
+  std::string where = "--reference";
+  if (!text.empty() && text[0] != '[') {
+    std::ifstream in(text_or_path);
+    if (!in) throw std::invalid_argument("--reference: " + text_or_path + " is neither a JSON list nor a readable file");
+    std::stringstream buf;
+    buf << in.rdbuf();
+    text = buf.str();
+    where = text_or_path;
+  }
+  const nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  std::vector<std::vector<int>> groups;
+  if (!j.is_array()) throw std::invalid_argument(where + ": reference groups must be a JSON list of lists of expert ids");
+  for (const auto& g : j) {
+    if (!g.is_array()) throw std::invalid_argument(where + ": reference groups must be a JSON list of lists of expert ids");
+    std::vector<int> ids;
+    for (const auto& e : g) {
+      if (!e.is_number_integer()) throw std::invalid_argument(where + ": " + e.dump() + " is not an expert id");
+      ids.push_back(e.get<int>());
+    }
+    groups.push_back(ids);
+  }
+  return groups;
+}
+
+const char* git_revision() { return MOETB_GIT_REV; }
+
+int& exit_code() {
+  static int code = 0;
+  return code;
+}
+
+}  // namespace moetb::cli

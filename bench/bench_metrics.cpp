@@ -22,7 +22,7 @@ void BM_LayerPass(benchmark::State& state) {
   const moetb::TraceData trace = qwen_like_layer(state.range(0));
   const moetb::ShardView shard = trace.shard(0);
   for (auto _ : state) {
-    moetb::LayerAccumulator acc(0, 128, 8);
+    moetb::LayerAccumulator acc(0, 128, 8, 0, 8 * 4096);
     acc.consume(shard);
     benchmark::DoNotOptimize(acc.finish());
   }
@@ -46,7 +46,7 @@ BENCHMARK(BM_RadixSortKeys)->Arg(1 << 20)->Arg(9 << 20)->Unit(benchmark::kMillis
 
 void BM_LayerFormulas(benchmark::State& state) {
   const moetb::TraceData trace = qwen_like_layer(1 << 16);
-  moetb::LayerAccumulator acc(0, 128, 8);
+  moetb::LayerAccumulator acc(0, 128, 8, 0, 8 * 4096);
   acc.consume(trace.shard(0));
   const moetb::LayerStats stats = acc.finish();
   const auto groups = trace.meta_data.reference_groups;

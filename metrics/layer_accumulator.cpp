@@ -8,10 +8,11 @@
 
 namespace moetb {
 
-LayerAccumulator::LayerAccumulator(int layer, int64_t num_experts, int ne_groups)
+LayerAccumulator::LayerAccumulator(int layer, int64_t num_experts, int ne_groups, int64_t min_token_id,
+                                   int64_t max_token_id)
     : layer_(layer),
       n_experts_(num_experts),
-      rss_(num_experts),
+      rss_(num_experts, min_token_id, max_token_id),
       seen_(num_experts, -1),
       last_expert_(num_experts, -2),
       run_expert_(num_experts, 0) {
@@ -76,7 +77,6 @@ void LayerAccumulator::consume_typed(const ShardView& shard, const ExpertT* expe
     prev_routed_run_ = routed_run;
 
     int64_t* row = domain_row(shard.domain_ids[t]);
-    const int32_t token_id = shard.token_ids[t];
     int32_t max_run = 0;
     for (int64_t i = 0; i < n_valid; ++i) {
       const int32_t e = slots[i];
@@ -86,9 +86,7 @@ void LayerAccumulator::consume_typed(const ShardView& shard, const ExpertT* expe
       run_expert_[e] = run;
       last_expert_[e] = gt;
       max_run = std::max(max_run, run);
-      rss_.add_assignment(token_id, e);
     }
-    rss_.add_occurrence(token_id);
 
     int32_t max_group_run = 0;
     if (group_size_ > 0) {
@@ -110,6 +108,7 @@ void LayerAccumulator::consume_typed(const ShardView& shard, const ExpertT* expe
       stats_.held_group[i] += max_group_run >= n;
     }
   }
+  rss_.consume(shard, experts, k);  // after the checks above: ids are valid here
 }
 
 LayerStats LayerAccumulator::finish() {

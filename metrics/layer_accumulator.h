@@ -19,7 +19,7 @@ struct LayerStats {
   CountMatrix counts;                 // C[d, e] over labelled tokens
   std::vector<int64_t> expert_load;   // [E] assignments of all tokens
   int64_t routed_tokens = 0, assignments = 0;
-  RssTable::Sums rss;
+  RssCounter::Sums rss;
   std::array<int64_t, 3> windows{}, held{}, held_group{};
   bool has_groups = false;
 };
@@ -27,7 +27,8 @@ struct LayerStats {
 class LayerAccumulator {
  public:
   // ne_groups: G for ne_group (experts in G blocks of E/G ids); 0 or E % G != 0 disables it.
-  LayerAccumulator(int layer, int64_t num_experts, int ne_groups);
+  // min/max_token_id: the range of token ids in the whole trace (sizes the RSS table).
+  LayerAccumulator(int layer, int64_t num_experts, int ne_groups, int64_t min_token_id, int64_t max_token_id);
   void consume(const ShardView& shard);
   LayerStats finish();
 
@@ -42,7 +43,7 @@ class LayerAccumulator {
   int64_t next_token_ = 0;  // global index of the next token across shards
   int64_t prev_routed_run_ = 0;
   LayerStats stats_;
-  RssTable rss_;
+  RssCounter rss_;
   std::vector<int64_t> seen_, last_expert_, last_group_, seen_group_;  // global token stamps
   std::vector<int32_t> run_expert_, run_group_;  // run lengths of the current spans
 };

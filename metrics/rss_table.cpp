@@ -1,15 +1,16 @@
-// Sorted (token id, expert) count table for RSS: radix sort + run-length + merge.
-// See rss_table.h for why it is not a hash map.
+// RSS occurrence counting, dense and sparse modes (see rss_table.h).
 #include "metrics/rss_table.h"
 
 #include <algorithm>
 #include <array>
+#include <new>
 
 namespace moetb {
 namespace {
 constexpr std::size_t kMinFlushKeys = std::size_t{1} << 23;  // 8 M keys = 64 MB per chunk
 constexpr int kDigitBits = 11;
 constexpr std::size_t kBuckets = std::size_t{1} << kDigitBits;
+constexpr int kPrefetchAhead = 16;  // tokens
 }  // namespace
 
 void radix_sort_keys(std::vector<uint64_t>& keys, std::vector<uint64_t>& scratch) {
@@ -37,19 +38,77 @@ void radix_sort_keys(std::vector<uint64_t>& keys, std::vector<uint64_t>& scratch
   }
 }
 
-RssTable::RssTable(int64_t num_experts) : sentinel_(static_cast<uint32_t>(num_experts)), expert_bits_(1) {
-  while ((uint64_t{1} << expert_bits_) <= static_cast<uint64_t>(num_experts)) ++expert_bits_;
-  flush_at_ = kMinFlushKeys;
+RssCounter::RssCounter(int64_t num_experts, int64_t min_token_id, int64_t max_token_id) : n_experts_(num_experts) {
+  const int64_t n_ids = max_token_id + 1;
+  dense_ = min_token_id >= 0 && n_ids > 0 && n_ids <= kMaxDenseRssCells / std::max<int64_t>(1, num_experts);
+  if (dense_) {
+    n_ids_ = n_ids;
+    table_.reset(static_cast<uint32_t*>(std::calloc(static_cast<std::size_t>(n_ids * num_experts), sizeof(uint32_t))));
+    if (!table_) throw std::bad_alloc();
+    occurrences_.assign(static_cast<std::size_t>(n_ids), 0);
+  } else {
+    while ((uint64_t{1} << expert_bits_) <= static_cast<uint64_t>(num_experts)) ++expert_bits_;
+    flush_at_ = kMinFlushKeys;
+  }
 }
 
-void RssTable::flush() {
+template <typename ExpertT>
+void RssCounter::consume(const ShardView& shard, const ExpertT* experts, int64_t k) {
+  if (dense_)
+    consume_dense(shard, experts, k);
+  else
+    consume_sparse(shard, experts, k);
+}
+
+template <typename ExpertT>
+void RssCounter::consume_dense(const ShardView& shard, const ExpertT* experts, int64_t k) {
+  const int64_t n = shard.n_tokens;
+  const int32_t* ids = shard.token_ids;
+  // Counting sort of the shard's tokens by id, so that each id's table row is hot.
+  id_start_.assign(static_cast<std::size_t>(n_ids_ + 1), 0);
+  for (int64_t t = 0; t < n; ++t) ++id_start_[ids[t] + 1];
+  for (int64_t v = 0; v < n_ids_; ++v) id_start_[v + 1] += id_start_[v];
+  order_.resize(static_cast<std::size_t>(n));
+  for (int64_t t = 0; t < n; ++t) order_[id_start_[ids[t]]++] = static_cast<int32_t>(t);
+  for (int64_t i = 0; i < n; ++i) {
+    if (i + kPrefetchAhead < n) __builtin_prefetch(experts + order_[i + kPrefetchAhead] * k);
+    const int64_t t = order_[i];
+    const int32_t v = ids[t];
+    uint32_t* row = table_.get() + static_cast<int64_t>(v) * n_experts_;
+    const ExpertT* slots = experts + t * k;
+    bool routed = false;
+    for (int64_t s = 0; s < k; ++s) {
+      const int32_t e = slots[s];
+      if (e < 0) continue;
+      ++row[e];
+      routed = true;
+    }
+    occurrences_[v] += routed;
+  }
+}
+
+template <typename ExpertT>
+void RssCounter::consume_sparse(const ShardView& shard, const ExpertT* experts, int64_t k) {
+  const auto sentinel = static_cast<uint32_t>(n_experts_);  // marks an occurrence; sorts after real experts
+  for (int64_t t = 0; t < shard.n_tokens; ++t) {
+    const int32_t v = shard.token_ids[t];
+    bool routed = false;
+    for (int64_t s = 0; s < k; ++s) {
+      const int32_t e = experts[t * k + s];
+      if (e < 0) continue;
+      keys_.push_back(key(v, static_cast<uint32_t>(e)));
+      routed = true;
+    }
+    if (routed) keys_.push_back(key(v, sentinel));
+    if (keys_.size() >= flush_at_) flush_sparse();
+  }
+}
+
+void RssCounter::flush_sparse() {
   if (keys_.empty()) return;
   radix_sort_keys(keys_, scratch_);
-  // run-length encode the sorted chunk in place of scratch
   std::vector<uint64_t> chunk_keys;
   std::vector<uint32_t> chunk_counts;
-  chunk_keys.reserve(keys_.size() / 4 + 1);
-  chunk_counts.reserve(keys_.size() / 4 + 1);
   for (std::size_t i = 0; i < keys_.size();) {
     std::size_t j = i + 1;
     while (j < keys_.size() && keys_[j] == keys_[i]) ++j;
@@ -58,60 +117,74 @@ void RssTable::flush() {
     i = j;
   }
   keys_.clear();
-  if (table_keys_.empty()) {
-    table_keys_.swap(chunk_keys);
-    table_counts_.swap(chunk_counts);
-  } else {  // merge two sorted, duplicate-free lists
-    std::vector<uint64_t> mk;
-    std::vector<uint32_t> mc;
-    mk.reserve(table_keys_.size() + chunk_keys.size());
-    mc.reserve(table_keys_.size() + chunk_keys.size());
-    std::size_t a = 0, b = 0;
-    while (a < table_keys_.size() || b < chunk_keys.size()) {
-      if (b == chunk_keys.size() || (a < table_keys_.size() && table_keys_[a] < chunk_keys[b])) {
-        mk.push_back(table_keys_[a]);
-        mc.push_back(table_counts_[a++]);
-      } else if (a == table_keys_.size() || chunk_keys[b] < table_keys_[a]) {
-        mk.push_back(chunk_keys[b]);
-        mc.push_back(chunk_counts[b++]);
-      } else {
-        mk.push_back(table_keys_[a]);
-        mc.push_back(table_counts_[a++] + chunk_counts[b++]);
-      }
+  std::vector<uint64_t> mk;
+  std::vector<uint32_t> mc;
+  mk.reserve(table_keys_.size() + chunk_keys.size());
+  mc.reserve(table_keys_.size() + chunk_keys.size());
+  std::size_t a = 0, b = 0;
+  while (a < table_keys_.size() || b < chunk_keys.size()) {  // merge two sorted, duplicate-free lists
+    if (b == chunk_keys.size() || (a < table_keys_.size() && table_keys_[a] < chunk_keys[b])) {
+      mk.push_back(table_keys_[a]);
+      mc.push_back(table_counts_[a++]);
+    } else if (a == table_keys_.size() || chunk_keys[b] < table_keys_[a]) {
+      mk.push_back(chunk_keys[b]);
+      mc.push_back(chunk_counts[b++]);
+    } else {
+      mk.push_back(table_keys_[a]);
+      mc.push_back(table_counts_[a++] + chunk_counts[b++]);
     }
-    table_keys_.swap(mk);
-    table_counts_.swap(mc);
   }
-  // Later chunks may be as large as the table: merging then costs O(1) per key amortised.
+  table_keys_.swap(mk);
+  table_counts_.swap(mc);
+  // Later chunks may be as large as the table: each merge then costs O(1) per key, amortised.
   flush_at_ = std::max(kMinFlushKeys, table_keys_.size());
 }
 
-RssTable::Sums RssTable::finish() {
-  flush();
+RssCounter::Sums RssCounter::finish() {
+  Sums sums;
+  auto add_id = [&](double sum_c, double sum_c2, int64_t n_v) {
+    if (n_v < 2) return;
+    sums.weighted_overlap_sum += (sum_c2 - sum_c) / static_cast<double>(n_v - 1);
+    sums.occurrences += n_v;
+  };
+  if (dense_) {
+    for (int64_t v = 0; v < n_ids_; ++v) {
+      if (occurrences_[v] < 2) continue;
+      const uint32_t* row = table_.get() + v * n_experts_;
+      double sum_c = 0, sum_c2 = 0;
+      for (int64_t e = 0; e < n_experts_; ++e) {
+        const double c = row[e];
+        sum_c += c;
+        sum_c2 += c * c;
+      }
+      add_id(sum_c, sum_c2, occurrences_[v]);
+    }
+    table_.reset();
+    return sums;
+  }
+  flush_sparse();
   std::vector<uint64_t>().swap(scratch_);
   std::vector<uint64_t>().swap(keys_);
-  Sums sums;
   const uint64_t expert_mask = (uint64_t{1} << expert_bits_) - 1;
-  std::size_t i = 0;
-  while (i < table_keys_.size()) {
+  for (std::size_t i = 0; i < table_keys_.size();) {
     const uint64_t id = table_keys_[i] >> expert_bits_;
     double sum_c = 0, sum_c2 = 0;
     int64_t n_v = 0;
     for (; i < table_keys_.size() && (table_keys_[i] >> expert_bits_) == id; ++i) {
       const double c = table_counts_[i];
-      if ((table_keys_[i] & expert_mask) == sentinel_) {
+      if ((table_keys_[i] & expert_mask) == static_cast<uint64_t>(n_experts_)) {
         n_v = table_counts_[i];
       } else {
         sum_c += c;
         sum_c2 += c * c;
       }
     }
-    if (n_v >= 2) {
-      sums.weighted_overlap_sum += (sum_c2 - sum_c) / static_cast<double>(n_v - 1);
-      sums.occurrences += n_v;
-    }
+    add_id(sum_c, sum_c2, n_v);
   }
   return sums;
 }
+
+template void RssCounter::consume<int16_t>(const ShardView&, const int16_t*, int64_t);
+template void RssCounter::consume<int32_t>(const ShardView&, const int32_t*, int64_t);
 
 }  // namespace moetb

@@ -1,40 +1,58 @@
-// Per-(token id, expert) occurrence table for the Routing Stiffness Score (metrics.md §4).
-// Keys (token id, expert) are gathered per chunk, radix-sorted, run-length encoded and
-// merged into one sorted table, so memory grows with distinct pairs, not with tokens,
-// and every pass is sequential (a hash map is 5-10x slower at 10^8 random inserts).
+// Per-(token id, expert) occurrence counts for the Routing Stiffness Score (metrics.md §4).
+// Memory grows with the token-id space or the distinct (id, expert) pairs, never with T.
+// Dense mode (ids in [0, V), V x E <= 2^26): a zero-initialised V x E count table whose
+// untouched rows cost nothing, filled in token-id order so each id's row stays in cache.
+// Sparse mode (huge or negative ids): keys radix-sorted per chunk, run-length encoded and
+// merged into one sorted table. Both are sequential-access designs: a hash map was 5-10x slower.
 #pragma once
 #include <cstdint>
-#include <optional>
+#include <cstdlib>
+#include <memory>
 #include <vector>
+
+#include "metrics/trace.h"
 
 namespace moetb {
 
-class RssTable {
+constexpr int64_t kMaxDenseRssCells = int64_t{1} << 26;
+
+class RssCounter {
  public:
-  explicit RssTable(int64_t num_experts);
-  // One routed occurrence of token id `v` with its valid experts.
-  void add_occurrence(int32_t token_id) { keys_.push_back(key(token_id, sentinel_)); maybe_flush(); }
-  void add_assignment(int32_t token_id, int32_t expert) { keys_.push_back(key(token_id, static_cast<uint32_t>(expert))); }
+  // max_token_id: the largest id in the trace; min_token_id < 0 forces sparse mode.
+  RssCounter(int64_t num_experts, int64_t min_token_id, int64_t max_token_id);
+  // Adds one shard of one layer. Expert ids must already be checked (LayerAccumulator does).
+  template <typename ExpertT>
+  void consume(const ShardView& shard, const ExpertT* experts, int64_t k);
 
   struct Sums {
     double weighted_overlap_sum = 0;  // sum over ids with n_v >= 2 of (sum_e c^2 - sum_e c) / (n_v - 1)
     int64_t occurrences = 0;          // sum of n_v over ids with n_v >= 2
   };
-  Sums finish();  // flushes pending keys and folds the table into the two sums
-  std::size_t distinct_pairs() const { return table_keys_.size(); }
+  Sums finish();
+  bool dense() const { return dense_; }
 
  private:
-  uint64_t key(int32_t v, uint32_t e) const { return (static_cast<uint64_t>(static_cast<uint32_t>(v)) << expert_bits_) | e; }
-  void maybe_flush() {
-    if (keys_.size() >= flush_at_) flush();
+  template <typename ExpertT>
+  void consume_dense(const ShardView& shard, const ExpertT* experts, int64_t k);
+  template <typename ExpertT>
+  void consume_sparse(const ShardView& shard, const ExpertT* experts, int64_t k);
+  void flush_sparse();
+  uint64_t key(int32_t v, uint32_t e) const {
+    return (static_cast<uint64_t>(static_cast<uint32_t>(v)) << expert_bits_) | e;
   }
-  void flush();
 
-  uint32_t sentinel_;  // = num_experts: marks an occurrence, sorts after the id's experts
-  int expert_bits_;
-  std::size_t flush_at_;
-  std::vector<uint64_t> keys_, scratch_;
-  std::vector<uint64_t> table_keys_;
+  int64_t n_experts_;
+  bool dense_ = false;
+  // dense mode
+  int64_t n_ids_ = 0;
+  std::unique_ptr<uint32_t[], decltype(&std::free)> table_{nullptr, &std::free};  // [n_ids, E], calloc'd
+  std::vector<uint32_t> occurrences_;                                            // [n_ids] routed n_v
+  std::vector<uint32_t> id_start_;                                               // [n_ids + 1] scratch
+  std::vector<int32_t> order_;                                                   // [shard T] scratch
+  // sparse mode
+  int expert_bits_ = 1;
+  std::size_t flush_at_ = 0;
+  std::vector<uint64_t> keys_, scratch_, table_keys_;
   std::vector<uint32_t> table_counts_;
 };
 

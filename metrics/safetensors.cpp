@@ -171,6 +171,13 @@ void MappedFile::release_pages() const {
   if (data_ != nullptr) ::madvise(const_cast<uint8_t*>(data_), size_, MADV_DONTNEED);
 }
 
+void MappedFile::release_pages(std::size_t begin, std::size_t end) const {
+  const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  begin = (begin + page - 1) / page * page;
+  end = std::min(end, size_) / page * page;
+  if (data_ != nullptr && begin < end) ::madvise(const_cast<uint8_t*>(data_) + begin, end - begin, MADV_DONTNEED);
+}
+
 uint64_t TensorSpec::bytes() const {
   uint64_t n = dtype_size(dtype);
   for (int64_t d : shape) n *= static_cast<uint64_t>(d);

@@ -60,6 +60,7 @@ class MappedFile {
   std::size_t size() const { return size_; }
   const std::string& path() const { return path_; }
   void release_pages() const;  // madvise(DONTNEED): the kernel re-reads on next touch
+  void release_pages(std::size_t begin, std::size_t end) const;  // the whole pages inside [begin, end)
 
  private:
   std::string path_;

@@ -152,6 +152,7 @@ struct Trace::Shard {
   SafetensorsHeader header;
   ShardView view;
   std::vector<std::vector<uint8_t>> aligned_copies;  // only for tensors misaligned in the file
+  std::vector<std::pair<uint64_t, uint64_t>> layer_bytes;  // [L] file byte range of layers.l.experts
 };
 
 namespace {
@@ -233,6 +234,7 @@ Trace::Trace(const std::vector<std::string>& paths) {
       const std::string base = "layers." + std::to_string(l);
       const TensorInfo& t = require(h, base + ".experts", label);
       LayerView lv;
+      shard->layer_bytes.push_back({h.data_start + t.begin, h.data_start + t.end});
       if (t.shape.size() != 2 || t.shape[0] != v.n_tokens)
         fail(label, t.name, "shape " + shape_str(t.shape) + " is not [T, K] with T = " + std::to_string(v.n_tokens));
       lv.k = t.shape[1];
@@ -291,6 +293,11 @@ Trace::~Trace() = default;
 ShardView Trace::shard(std::size_t i) const { return shards_.at(i)->view; }
 
 void Trace::release(std::size_t i) const { shards_.at(i)->file->release_pages(); }
+
+void Trace::release_layer(std::size_t i, int layer) const {
+  const auto& [begin, end] = shards_.at(i)->layer_bytes.at(layer);
+  shards_[i]->file->release_pages(begin, end);
+}
 
 // ---------------------------------------------------------------- TraceData (memory)
 

@@ -67,6 +67,7 @@ class ShardSource {
   virtual std::size_t n_shards() const = 0;
   virtual ShardView shard(std::size_t i) const = 0;
   virtual void release(std::size_t /*i*/) const {}  // done with shard i for now
+  virtual void release_layer(std::size_t /*i*/, int /*layer*/) const {}  // done with one layer of shard i
   int64_t n_tokens() const;
   std::vector<std::string> domain_list(int max_domain_id) const;  // names, else decimal ids
 };
@@ -81,6 +82,7 @@ class Trace : public ShardSource {
   std::size_t n_shards() const override { return shards_.size(); }
   ShardView shard(std::size_t i) const override;
   void release(std::size_t i) const override;
+  void release_layer(std::size_t i, int layer) const override;
   const std::vector<std::string>& files() const { return files_; }
 
  private:

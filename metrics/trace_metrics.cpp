@@ -127,36 +127,42 @@ TraceMetrics compute_trace_metrics(const ShardSource& trace, const MetricsOption
   int threads = options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency());
   threads = std::max(1, threads);
 
-  std::vector<LayerAccumulator> acc;
-  acc.reserve(layers.size());
-  for (int l : layers) acc.emplace_back(l, meta.num_experts, options.ne_groups);
-
+  // Pass 1, token level: domain ids checked and counted, token-id range for the RSS table.
   TraceMetrics out;
   out.num_experts = meta.num_experts;
   out.top_k = meta.top_k;
   out.n_layers = trace.n_layers();
   int max_domain = -1;
+  int64_t min_id = 0, max_id = -1;
   for (std::size_t s = 0; s < trace.n_shards(); ++s) {
     const ShardView shard = trace.shard(s);
     check_domain_ids(shard);
     for (int64_t t = 0; t < shard.n_tokens; ++t) {
       const int32_t d = shard.domain_ids[t];
+      min_id = std::min<int64_t>(min_id, shard.token_ids[t]);
+      max_id = std::max<int64_t>(max_id, shard.token_ids[t]);
       if (d < 0) continue;
       if (d >= static_cast<int>(out.domain_tokens.size())) out.domain_tokens.resize(d + 1, 0);
       ++out.domain_tokens[d];
       max_domain = std::max(max_domain, static_cast<int>(d));
     }
     out.tokens += shard.n_tokens;
-    parallel_for(static_cast<int>(acc.size()), threads, [&](int i) { acc[i].consume(shard); });
-    trace.release(s);
   }
   out.domains = trace.domain_list(max_domain);
   const int n_domains = static_cast<int>(out.domains.size());
   out.domain_tokens.resize(n_domains, 0);
 
+  // Pass 2, layer-major: each thread streams one layer through every shard, finishes it and
+  // drops its state (and its mapped pages) before taking the next, so memory holds at most
+  // `threads` layers' tables at once whatever the number of layers or tokens.
   out.layers.resize(layers.size());
-  parallel_for(static_cast<int>(acc.size()), threads, [&](int i) {
-    out.layers[i] = layer_metrics_from_stats(layers[i], acc[i].finish(), n_domains, groups);
+  parallel_for(static_cast<int>(layers.size()), threads, [&](int i) {
+    LayerAccumulator acc(layers[i], meta.num_experts, options.ne_groups, min_id, max_id);
+    for (std::size_t s = 0; s < trace.n_shards(); ++s) {
+      acc.consume(trace.shard(s));
+      trace.release_layer(s, layers[i]);
+    }
+    out.layers[i] = layer_metrics_from_stats(layers[i], acc.finish(), n_domains, groups);
   });
   return out;
 }

@@ -91,7 +91,7 @@ TEST_CASE("cli: metrics on a missing file", "[cli]") {
 
 TEST_CASE("cli: metrics on a corrupt trace", "[cli]") {
   Cli cli;
-  ttu::write_bytes(cli.work.file("corrupt.safetensors"), "\x10\0\0\0\0\0\0\0{\"oops\": trunc!!");
+  ttu::write_bytes(cli.work.file("corrupt.safetensors"), ttu::u64_le(16) + "{\"oops\": trunc!!");
   CHECK_FAILS_CLEANLY(cli, "metrics corrupt.safetensors -o out.json", "corrupt.safetensors", Names{"corrupt.safetensors"});
   // A structurally fine file with an out-of-range expert id: found while streaming.
   ttu::RawFile f = ttu::valid_raw_trace("I32");

@@ -343,44 +343,67 @@ TEST_CASE("radix_sort_keys agrees with std::sort", "[metrics][reference]") {
   }
 }
 
-TEST_CASE("RssTable sums match counting by hand", "[metrics][reference]") {
+TEST_CASE("RssCounter sums match counting by hand, dense and sparse, across shards", "[metrics][reference]") {
   std::mt19937_64 rng(7);
-  for (int trial = 0; trial < 30; ++trial) {
-    const int E = uni(rng, 1, 70);
-    moetb::RssTable rss_table(E);
+  for (int trial = 0; trial < 40; ++trial) {
+    INFO("trial " << trial);
+    const int E = uni(rng, 1, 70), K = uni(rng, 1, 5), T = uni(rng, 0, 300);
+    TraceData tr;
+    tr.meta_data.num_experts = E;
+    tr.k = {K};
+    tr.experts.resize(1);
+    const int id_mode = trial % 3;  // 0: small ids, 1: huge ids, 2: some negative ids
     std::map<int32_t, std::map<int, int64_t>> c;
     std::map<int32_t, int64_t> nv;
-    const int n_occ = uni(rng, 0, 300);
-    for (int i = 0; i < n_occ; ++i) {
-      const int32_t v = coin(rng, 0.2) ? 2147483647 - uni(rng, 0, 3) : uni(rng, 0, 12);
-      std::set<int> s;
-      const int m = uni(rng, 1, std::min(E, 5));
-      for (int j = 0; j < m; ++j) s.insert(uni(rng, 0, E - 1));
-      for (int e : s) { rss_table.add_assignment(v, e); ++c[v][e]; }
-      rss_table.add_occurrence(v);
-      ++nv[v];
+    for (int t = 0; t < T; ++t) {
+      int32_t v = uni(rng, 0, 12);
+      if (id_mode == 1 && coin(rng, 0.3)) v = 2147483647 - uni(rng, 0, 3);
+      if (id_mode == 2 && coin(rng, 0.3)) v = -uni(rng, 1, 4);
+      tr.token_ids.push_back(v);
+      tr.positions.push_back(t % 5);
+      tr.domain_ids.push_back(-1);
+      std::vector<int32_t> slots(static_cast<std::size_t>(K), -1);
+      for (int j = 0; j < K; ++j) {
+        const int32_t e = coin(rng, 0.3) ? -1 : uni(rng, 0, E - 1);
+        if (std::find(slots.begin(), slots.end(), e) == slots.end()) slots[static_cast<std::size_t>(j)] = e;
+      }
+      bool routed = false;
+      for (int32_t e : slots)
+        if (e >= 0) { ++c[v][e]; routed = true; }
+      nv[v] += routed;
+      tr.experts[0].insert(tr.experts[0].end(), slots.begin(), slots.end());
     }
     double want_sum = 0;
     int64_t want_occ = 0;
-    std::size_t pairs = 0;
     for (const auto& [v, n] : nv) {
-      pairs += c[v].size() + 1;
       if (n < 2) continue;
       double s2 = 0, s1 = 0;
       for (const auto& [e, x] : c[v]) { s2 += double(x) * double(x); s1 += double(x); }
       want_sum += (s2 - s1) / double(n - 1);
       want_occ += n;
     }
-    const auto sums = rss_table.finish();
-    INFO("trial " << trial);
-    CHECK(sums.occurrences == want_occ);
-    CHECK(std::fabs(sums.weighted_overlap_sum - want_sum) <= kTol * std::max(1.0, want_sum));
-    CHECK(rss_table.distinct_pairs() == pairs);
+    int64_t lo = 0, hi = -1;
+    for (int32_t v : tr.token_ids) { lo = std::min<int64_t>(lo, v); hi = std::max<int64_t>(hi, v); }
+    const SlicedSource src(tr, random_cuts(rng, T), coin(rng, 0.5));
+    for (int force_sparse = 0; force_sparse < 2; ++force_sparse) {
+      moetb::RssCounter counter(E, force_sparse ? -1 : lo, hi);
+      CHECK(counter.dense() == (force_sparse == 0 && id_mode == 0 && T > 0));
+      for (std::size_t sh = 0; sh < src.n_shards(); ++sh) {
+        const moetb::ShardView v = src.shard(sh);
+        if (v.layers[0].experts_i16) counter.consume(v, v.layers[0].experts_i16, K);
+        else counter.consume(v, v.layers[0].experts_i32, K);
+      }
+      const auto sums = counter.finish();
+      INFO("force_sparse " << force_sparse);
+      CHECK(sums.occurrences == want_occ);
+      CHECK(std::fabs(sums.weighted_overlap_sum - want_sum) <= kTol * std::max(1.0, want_sum));
+    }
   }
 }
 
-TEST_CASE("RSS over more than 8M keys (two table chunks merged) matches direct counts", "[metrics][reference]") {
-  // 3M tokens x (2 experts + 1 occurrence key) = 9M keys > the 8M flush threshold.
+TEST_CASE("RSS over more than 8M sparse keys (chunks merged) matches direct counts", "[metrics][reference]") {
+  // 3M tokens x (2 experts + 1 occurrence key) = 9M keys > the 8M flush threshold of sparse
+  // mode (ids offset by 1e8 so the dense table would exceed 2^26 cells).
   const int64_t T = 3'000'000, E = 8, V = 500;
   const auto start = std::chrono::steady_clock::now();
   TraceData tr;
@@ -398,15 +421,17 @@ TEST_CASE("RSS over more than 8M keys (two table chunks merged) matches direct c
     x ^= x << 13; x ^= x >> 7; x ^= x << 17;
     const int v = static_cast<int>(x % V);
     const int e0 = static_cast<int>((v + (x >> 20) % 2) % E), e1 = static_cast<int>((e0 + 1 + (x >> 30) % 7) % E);
-    tr.token_ids[t] = v;
+    tr.token_ids[t] = 100'000'000 + v;
     tr.positions[t] = static_cast<int32_t>(t % 64);
     tr.experts[0][2 * t] = e0;
     tr.experts[0][2 * t + 1] = e1;
     ++c[v * E + e0]; ++c[v * E + e1]; ++nv[v]; ++load[e0]; ++load[e1];
   }
-  const auto m = moetb::compute_trace_metrics(tr, {});
+  moetb::MetricsOptions opt;
+  opt.threads = 1;
+  const auto m = moetb::compute_trace_metrics(tr, opt);
   const auto elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  WARN("8M-key RSS case took " << elapsed << " s");
+  WARN("8M-key sparse RSS case took " << elapsed << " s");
   double num = 0, den = 0, o0 = 0;
   for (int v = 0; v < V; ++v) {
     if (nv[v] < 2) continue;

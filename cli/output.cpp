@@ -1,6 +1,8 @@
 // Shared CLI plumbing (see output.h).
 #include "cli/output.h"
 
+#include "moetb_git_rev.h"  // generated at build time
+
 #include <unistd.h>
 
 #include <algorithm>

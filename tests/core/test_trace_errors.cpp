@@ -69,7 +69,7 @@ TEST_CASE("error: header length over 100 MB in a small file", "[trace][errors]")
 TEST_CASE("error: header JSON that does not parse", "[trace][errors]") {
   TempDir dir("err");
   const std::string path = dir.file("bad.safetensors");
-  for (const std::string text : {std::string("{\"token_ids\": {\"dtype\": \"I32\""), std::string("not json at all"),
+  for (const std::string& text : {std::string("{\"token_ids\": {\"dtype\": \"I32\""), std::string("not json at all"),
                                  std::string("{\n\"a\":\n\n tru"), std::string("\xff\xfe{}"), std::string("")}) {
     INFO("header: " << text);
     ttu::write_bytes(path, with_header(text) + "data");
@@ -92,6 +92,7 @@ TEST_CASE("error: tensor byte range outside the data section", "[trace][errors]"
   f.write(path);
   CHECK_TRACE_ERROR({path}, path, "layers.1.experts", "outside the data section");
   const uint64_t max = std::numeric_limits<uint64_t>::max();
+  f = ttu::valid_raw_trace();
   f.header["positions"]["data_offsets"] = {max - 23, max};  // would wrap around if added carelessly
   f.write(path);
   CHECK_TRACE_ERROR({path}, path, "positions", "outside");

@@ -24,6 +24,7 @@ LayerAccumulator::LayerAccumulator(int layer, int64_t num_experts, int ne_groups
     last_group_.assign(ne_groups, -2);
     seen_group_.assign(ne_groups, -1);
     run_group_.assign(ne_groups, 0);
+    for (int64_t e = 0; e < num_experts; ++e) group_of_.push_back(static_cast<int32_t>(e / group_size_));
   }
 }
 
@@ -91,7 +92,7 @@ void LayerAccumulator::consume_typed(const ShardView& shard, const ExpertT* expe
     int32_t max_group_run = 0;
     if (group_size_ > 0) {
       for (int64_t i = 0; i < n_valid; ++i) {
-        const int64_t g = slots[i] / group_size_;
+        const int32_t g = group_of_[slots[i]];
         if (seen_group_[g] == gt) continue;
         seen_group_[g] = gt;
         const int32_t run = (continues && last_group_[g] == gt - 1) ? run_group_[g] + 1 : 1;

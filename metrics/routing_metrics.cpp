@@ -67,7 +67,9 @@ RsResult routing_specialization(const CountMatrix& m) {
   }
   out.rs = clamp01(mutual_info / h_domain);
   const double bias = static_cast<double>(cells - static_cast<int64_t>(doms.size()) - experts_used + 1) / (2.0 * n);
-  out.rs_mm = clamp01(std::max(0.0, mutual_info - bias) / h_domain);
+  // As specified: not capped at 1. When the correction is negative (few occupied cells,
+  // e.g. disjoint experts) rs_mm can exceed 1 by about (D-1)/(2N H(D)).
+  out.rs_mm = std::max(0.0, mutual_info - bias) / h_domain;
   return out;
 }
 

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <array>
+#include <sys/mman.h>
+
 #include <new>
 
 namespace moetb {
@@ -38,14 +40,24 @@ void radix_sort_keys(std::vector<uint64_t>& keys, std::vector<uint64_t>& scratch
   }
 }
 
+RssCounter::ZeroPages::~ZeroPages() {
+  if (data != nullptr) ::munmap(data, bytes);
+}
+
 RssCounter::RssCounter(int64_t num_experts, int64_t min_token_id, int64_t max_token_id) : n_experts_(num_experts) {
   const int64_t n_ids = max_token_id + 1;
   dense_ = min_token_id >= 0 && n_ids > 0 && n_ids <= kMaxDenseRssCells / std::max<int64_t>(1, num_experts);
   if (dense_) {
     n_ids_ = n_ids;
-    table_.reset(static_cast<uint32_t*>(std::calloc(static_cast<std::size_t>(n_ids * num_experts), sizeof(uint32_t))));
-    if (!table_) throw std::bad_alloc();
+    table_.bytes = static_cast<std::size_t>(n_ids * num_experts) * sizeof(uint32_t);
+    table_.data = ::mmap(nullptr, table_.bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (table_.data == MAP_FAILED) {
+      table_.data = nullptr;
+      throw std::bad_alloc();
+    }
     occurrences_.assign(static_cast<std::size_t>(n_ids), 0);
+    sum_c2_.assign(static_cast<std::size_t>(n_ids), 0);
+    sum_c_.assign(static_cast<std::size_t>(n_ids), 0);
   } else {
     while ((uint64_t{1} << expert_bits_) <= static_cast<uint64_t>(num_experts)) ++expert_bits_;
     flush_at_ = kMinFlushKeys;
@@ -74,16 +86,18 @@ void RssCounter::consume_dense(const ShardView& shard, const ExpertT* experts, i
     if (i + kPrefetchAhead < n) __builtin_prefetch(experts + order_[i + kPrefetchAhead] * k);
     const int64_t t = order_[i];
     const int32_t v = ids[t];
-    uint32_t* row = table_.get() + static_cast<int64_t>(v) * n_experts_;
+    uint32_t* row = static_cast<uint32_t*>(table_.data) + static_cast<int64_t>(v) * n_experts_;
     const ExpertT* slots = experts + t * k;
-    bool routed = false;
+    uint64_t added_c = 0, added_c2 = 0;
     for (int64_t s = 0; s < k; ++s) {
       const int32_t e = slots[s];
       if (e < 0) continue;
-      ++row[e];
-      routed = true;
+      added_c2 += 2 * static_cast<uint64_t>(row[e]++) + 1;  // (c + 1)^2 - c^2
+      ++added_c;
     }
-    occurrences_[v] += routed;
+    occurrences_[v] += added_c > 0;
+    sum_c_[v] += added_c;
+    sum_c2_[v] += added_c2;
   }
 }
 
@@ -148,18 +162,10 @@ RssCounter::Sums RssCounter::finish() {
     sums.occurrences += n_v;
   };
   if (dense_) {
-    for (int64_t v = 0; v < n_ids_; ++v) {
-      if (occurrences_[v] < 2) continue;
-      const uint32_t* row = table_.get() + v * n_experts_;
-      double sum_c = 0, sum_c2 = 0;
-      for (int64_t e = 0; e < n_experts_; ++e) {
-        const double c = row[e];
-        sum_c += c;
-        sum_c2 += c * c;
-      }
-      add_id(sum_c, sum_c2, occurrences_[v]);
-    }
-    table_.reset();
+    for (int64_t v = 0; v < n_ids_; ++v)
+      add_id(static_cast<double>(sum_c_[v]), static_cast<double>(sum_c2_[v]), occurrences_[v]);
+    ::munmap(table_.data, table_.bytes);
+    table_.data = nullptr;
     return sums;
   }
   flush_sparse();

@@ -6,8 +6,6 @@
 // merged into one sorted table. Both are sequential-access designs: a hash map was 5-10x slower.
 #pragma once
 #include <cstdint>
-#include <cstdlib>
-#include <memory>
 #include <vector>
 
 #include "metrics/trace.h"
@@ -44,11 +42,18 @@ class RssCounter {
   int64_t n_experts_;
   bool dense_ = false;
   // dense mode
+  struct ZeroPages {  // anonymous mmap: zero pages on first touch, no memset of untouched rows
+    void* data = nullptr;
+    std::size_t bytes = 0;
+    ~ZeroPages();
+  };
   int64_t n_ids_ = 0;
-  std::unique_ptr<uint32_t[], decltype(&std::free)> table_{nullptr, &std::free};  // [n_ids, E], calloc'd
-  std::vector<uint32_t> occurrences_;                                            // [n_ids] routed n_v
-  std::vector<uint32_t> id_start_;                                               // [n_ids + 1] scratch
-  std::vector<int32_t> order_;                                                   // [shard T] scratch
+  ZeroPages table_;                     // [n_ids, E] uint32 counts c_v(e)
+  std::vector<uint32_t> occurrences_;   // [n_ids] routed occurrences n_v
+  std::vector<uint64_t> sum_c2_;        // [n_ids] sum_e c_v(e)^2, kept up to date on every increment
+  std::vector<uint64_t> sum_c_;         // [n_ids] sum_e c_v(e)
+  std::vector<uint32_t> id_start_;      // [n_ids + 1] scratch
+  std::vector<int32_t> order_;          // [shard T] scratch
   // sparse mode
   int expert_bits_ = 1;
   std::size_t flush_at_ = 0;

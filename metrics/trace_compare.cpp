@@ -101,9 +101,12 @@ nlohmann::json compare_json(const TraceMetrics& a, const TraceMetrics& b,
   flatten(ja["summary"], "", &fa);
   flatten(jb["summary"], "", &fb);
   nlohmann::json summary = nlohmann::json::object();
-  for (const auto& [key, va] : fa) {
-    auto it = fb.find(key);
-    const nlohmann::json vb = it == fb.end() ? nlohmann::json(nullptr) : it->second;
+  std::map<std::string, nlohmann::json> keys = fa;  // union: a key either trace lacks is null there
+  keys.insert(fb.begin(), fb.end());
+  for (const auto& entry : keys) {
+    const std::string& key = entry.first;
+    const nlohmann::json va = fa.count(key) ? fa.at(key) : nlohmann::json(nullptr);
+    const nlohmann::json vb = fb.count(key) ? fb.at(key) : nlohmann::json(nullptr);
     nlohmann::json delta = nullptr;
     if (va.is_number() && vb.is_number()) delta = vb.get<double>() - va.get<double>();
     summary[key] = {{"a", va}, {"b", vb}, {"delta", delta}};

@@ -60,7 +60,7 @@ inline RsRef rs_ref(const Counts& c) {
   // NOTE: the spec writes max(0, I - bias) / H(D) with no upper clamp; the library clamps
   // at 1 (the literal value exceeds 1 when the domain/expert support graph is a forest,
   // e.g. disjoint experts). The reference follows the library here; reported upstream.
-  out.rs_mm = std::min(1.0, std::max(0.0, mi - bias) / hd);
+  out.rs_mm = std::max(0.0, mi - bias) / hd;  // as specified: no cap at 1
   for (const auto& [d, row] : c) {
     double kl = 0;
     for (const auto& [e, x] : row)

@@ -38,8 +38,9 @@ TEST_CASE("dense and sparse RSS tables give identical metrics", "[metrics][rss]"
     const nlohmann::json a = metrics_json_of(dense);
     REQUIRE(a["summary"]["rss"].is_number());
     CHECK(a["summary"]["rss"].get<double>() > 0.1);
-    CHECK(max_metric_difference(a, metrics_json_of(negative), {}) == 0.0);
-    CHECK(max_metric_difference(a, metrics_json_of(huge), {}) == 0.0);
+    // Same counts; only the order of floating-point sums differs between the modes.
+    CHECK(max_metric_difference(a, metrics_json_of(negative), {}) <= 1e-12);
+    CHECK(max_metric_difference(a, metrics_json_of(huge), {}) <= 1e-12);
   }
 }
 

@@ -9,35 +9,13 @@
 #include "tests/core/trace_test_util.h"
 
 using namespace moetb;
+using ttu::i16_bytes;
 using ttu::RawFile;
+using ttu::replace;
+using ttu::set_value;
 using ttu::TempDir;
 
 namespace {
-
-// Overwrites element `index` of an I16/I32 tensor in the data section.
-void set_value(RawFile& f, const std::string& tensor, std::size_t index, int32_t value) {
-  const auto& entry = f.header.at(tensor);
-  const auto begin = entry["data_offsets"][0].get<std::size_t>();
-  if (entry["dtype"] == "I16") {
-    const auto v = static_cast<int16_t>(value);
-    std::memcpy(&f.data[begin + 2 * index], &v, 2);
-  } else {
-    std::memcpy(&f.data[begin + 4 * index], &value, 4);
-  }
-}
-
-// Drops a tensor's entry and appends a new one of the same name (its old bytes become unused).
-void replace(RawFile& f, const std::string& name, const std::string& dtype, const std::vector<int64_t>& shape,
-             const std::string& bytes) {
-  f.header.erase(name);
-  f.add(name, dtype, shape, bytes);
-}
-
-std::string i16_bytes(std::size_t n, int16_t first = 0) {
-  std::vector<int16_t> v(n);
-  for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<int16_t>(first + static_cast<int16_t>(i % 8));
-  return ttu::raw_of(v);
-}
 
 // A file with `header_text` as its (exactly sized) header and no data.
 std::string with_header(const std::string& header_text) { return ttu::u64_le(header_text.size()) + header_text; }

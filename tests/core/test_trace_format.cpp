@@ -12,46 +12,12 @@
 #include "tests/core/trace_test_util.h"
 
 using namespace moetb;
+using ttu::check_same;
+using ttu::Flat;
+using ttu::flatten;
 using ttu::TempDir;
 
 namespace {
-
-// All of a source's tokens flattened: token ids, positions, domains, and per layer [T*K] experts.
-struct Flat {
-  std::vector<int32_t> token_ids, positions, domain_ids;
-  std::vector<int64_t> k;
-  std::vector<std::vector<int32_t>> experts;
-};
-
-Flat flatten(const ShardSource& src) {
-  Flat f;
-  f.experts.resize(static_cast<std::size_t>(src.n_layers()));
-  for (std::size_t s = 0; s < src.n_shards(); ++s) {
-    const ShardView v = src.shard(s);
-    REQUIRE(static_cast<int>(v.layers.size()) == src.n_layers());
-    f.token_ids.insert(f.token_ids.end(), v.token_ids, v.token_ids + v.n_tokens);
-    f.positions.insert(f.positions.end(), v.positions, v.positions + v.n_tokens);
-    f.domain_ids.insert(f.domain_ids.end(), v.domain_ids, v.domain_ids + v.n_tokens);
-    if (s == 0)
-      for (const auto& lv : v.layers) f.k.push_back(lv.k);
-    for (std::size_t l = 0; l < v.layers.size(); ++l)
-      for (int64_t t = 0; t < v.n_tokens; ++t)
-        for (int64_t j = 0; j < v.layers[l].k; ++j) f.experts[l].push_back(v.layers[l].expert(t, j));
-  }
-  return f;
-}
-
-void check_same(const Flat& a, const Flat& b) {
-  CHECK(a.token_ids == b.token_ids);
-  CHECK(a.positions == b.positions);
-  CHECK(a.domain_ids == b.domain_ids);
-  CHECK(a.k == b.k);
-  REQUIRE(a.experts.size() == b.experts.size());
-  for (std::size_t l = 0; l < a.experts.size(); ++l) {
-    INFO("layer " << l);
-    CHECK(a.experts[l] == b.experts[l]);
-  }
-}
 
 float decode(const void* base, DType dtype, int64_t i) {
   const auto* p = static_cast<const uint8_t*>(base);

@@ -4,6 +4,8 @@
 #pragma once
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
+
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
@@ -156,6 +158,68 @@ inline moetb::TraceData small_trace_data(int64_t n_tokens, int64_t num_experts, 
     d.experts.push_back(std::move(e));
   }
   return d;
+}
+
+// Overwrites element `index` of an I16/I32 tensor in the data section.
+inline void set_value(RawFile& f, const std::string& tensor, std::size_t index, int32_t value) {
+  const auto& entry = f.header.at(tensor);
+  const auto begin = entry["data_offsets"][0].get<std::size_t>();
+  if (entry["dtype"] == "I16") {
+    const auto v = static_cast<int16_t>(value);
+    std::memcpy(&f.data[begin + 2 * index], &v, 2);
+  } else {
+    std::memcpy(&f.data[begin + 4 * index], &value, 4);
+  }
+}
+
+// Drops a tensor's entry and appends a new one of the same name (its old bytes become unused).
+inline void replace(RawFile& f, const std::string& name, const std::string& dtype, const std::vector<int64_t>& shape,
+             const std::string& bytes) {
+  f.header.erase(name);
+  f.add(name, dtype, shape, bytes);
+}
+
+inline std::string i16_bytes(std::size_t n, int16_t first = 0) {
+  std::vector<int16_t> v(n);
+  for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<int16_t>(first + static_cast<int16_t>(i % 8));
+  return raw_of(v);
+}
+
+// All of a source's tokens flattened: token ids, positions, domains, and per layer [T*K] experts.
+struct Flat {
+  std::vector<int32_t> token_ids, positions, domain_ids;
+  std::vector<int64_t> k;
+  std::vector<std::vector<int32_t>> experts;
+};
+
+inline Flat flatten(const moetb::ShardSource& src) {
+  Flat f;
+  f.experts.resize(static_cast<std::size_t>(src.n_layers()));
+  for (std::size_t s = 0; s < src.n_shards(); ++s) {
+    const moetb::ShardView v = src.shard(s);
+    REQUIRE(static_cast<int>(v.layers.size()) == src.n_layers());
+    f.token_ids.insert(f.token_ids.end(), v.token_ids, v.token_ids + v.n_tokens);
+    f.positions.insert(f.positions.end(), v.positions, v.positions + v.n_tokens);
+    f.domain_ids.insert(f.domain_ids.end(), v.domain_ids, v.domain_ids + v.n_tokens);
+    if (s == 0)
+      for (const auto& lv : v.layers) f.k.push_back(lv.k);
+    for (std::size_t l = 0; l < v.layers.size(); ++l)
+      for (int64_t t = 0; t < v.n_tokens; ++t)
+        for (int64_t j = 0; j < v.layers[l].k; ++j) f.experts[l].push_back(v.layers[l].expert(t, j));
+  }
+  return f;
+}
+
+inline void check_same(const Flat& a, const Flat& b) {
+  CHECK(a.token_ids == b.token_ids);
+  CHECK(a.positions == b.positions);
+  CHECK(a.domain_ids == b.domain_ids);
+  CHECK(a.k == b.k);
+  REQUIRE(a.experts.size() == b.experts.size());
+  for (std::size_t l = 0; l < a.experts.size(); ++l) {
+    INFO("layer " << l);
+    CHECK(a.experts[l] == b.experts[l]);
+  }
 }
 
 // Metrics JSON of a trace (one thread, so the result does not depend on the machine).

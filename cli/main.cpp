@@ -6,6 +6,7 @@
 
 #include "cli/commands.h"
 #include "cli/output.h"
+#include "metrics/safetensors.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"moetb: a testbed and simulator for Mixture-of-Experts routing"};
@@ -16,14 +17,24 @@ int main(int argc, char** argv) {
   moetb::cli::add_validate(app);
   moetb::cli::add_paths(app);
   moetb::cli::add_compare(app);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  } catch (const std::exception& e) {
+  auto command_name = [&app] {
     std::string name = "moetb";
     for (const auto* sub : app.get_subcommands()) name += " " + sub->get_name();
-    std::cerr << name << ": error: " << e.what() << std::endl;
+    return name;
+  };
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {  // bad usage: one line, like every other failure
+    std::cerr << command_name() << ": error: " << moetb::TraceError::one_line(e.what()) << " (see --help)" << std::endl;
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << command_name() << ": error: " << moetb::TraceError::one_line(e.what()) << std::endl;
     return 1;
   }
   return moetb::cli::exit_code();

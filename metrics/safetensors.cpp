@@ -43,6 +43,17 @@ bool checked_mul(uint64_t a, uint64_t b, uint64_t* out) {
 
 }  // namespace
 
+std::string TraceError::one_line(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '\n') out += "\\n";
+    else if (c == '\r') out += "\\r";
+    else if (static_cast<unsigned char>(c) < 0x20) out += '?';
+    else out += c;
+  }
+  return out;
+}
+
 DType dtype_from_name(const std::string& name) {
   for (const auto& row : kDTypes)
     if (name == row.name) return row.dtype;
@@ -134,11 +145,14 @@ SafetensorsHeader parse_safetensors(const uint8_t* bytes, std::size_t size, cons
   }
   std::sort(out.tensors.begin(), out.tensors.end(),
             [](const TensorInfo& a, const TensorInfo& b) { return a.begin != b.begin ? a.begin < b.begin : a.end < b.end; });
-  for (std::size_t i = 1; i < out.tensors.size(); ++i) {
-    const auto& prev = out.tensors[i - 1];
-    const auto& cur = out.tensors[i];
-    if (cur.begin < prev.end && cur.end > cur.begin && prev.end > prev.begin)
-      fail(label, cur.name, "byte range overlaps tensor '" + prev.name + "'");
+  // Sorted by begin, a non-empty tensor overlaps an earlier one exactly when it starts
+  // before the furthest end seen so far (empty tensors occupy no bytes and are skipped).
+  const TensorInfo* furthest = nullptr;
+  for (const auto& cur : out.tensors) {
+    if (cur.end == cur.begin) continue;
+    if (furthest != nullptr && cur.begin < furthest->end)
+      fail(label, cur.name, "byte range overlaps tensor '" + furthest->name + "'");
+    if (furthest == nullptr || cur.end > furthest->end) furthest = &cur;
   }
   return out;
 }

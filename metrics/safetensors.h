@@ -17,7 +17,10 @@ namespace moetb {
 // A malformed or unusable trace / safetensors file. what() is one line.
 class TraceError : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit TraceError(const std::string& message) : std::runtime_error(one_line(message)) {}
+  // Control characters (from file names or metadata values) are escaped so that a
+  // message always stays on one line.
+  static std::string one_line(const std::string& text);
 };
 
 enum class DType { kI8, kU8, kI16, kU16, kI32, kU32, kI64, kU64, kF16, kBF16, kF32, kF64, kBool, kOther };

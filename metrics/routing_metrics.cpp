@@ -161,8 +161,18 @@ PurityResult purity_against(const CountMatrix& m, const std::vector<std::vector<
     for (int d = 0; d < m.n_domains; ++d) best = std::max(best, m.at(d, e));
     majority += static_cast<double>(best);
   }
-  std::vector<double> weights(m.c.begin(), m.c.end());
-  const double hits_best = best_relabelled_hits(weights, m.n_domains, static_cast<int>(m.n_experts), sizes);
+  // Experts no labelled token uses add nothing to any relabelling: leave them out of the
+  // assignment problem (it is O(n^2 m) in its two sides).
+  std::vector<int64_t> used;
+  for (int64_t e = 0; e < m.n_experts; ++e) {
+    int64_t col = 0;
+    for (int d = 0; d < m.n_domains; ++d) col += m.at(d, e);
+    if (col > 0) used.push_back(e);
+  }
+  std::vector<double> weights;  // [n_domains, used experts]
+  for (int d = 0; d < m.n_domains; ++d)
+    for (int64_t e : used) weights.push_back(static_cast<double>(m.at(d, e)));
+  const double hits_best = best_relabelled_hits(weights, m.n_domains, static_cast<int>(used.size()), sizes);
   out.purity_ids = hits_ids / n;
   out.purity = clamp01(hits_best / n);
   out.purity_majority = majority / n;

@@ -96,11 +96,17 @@ TraceMeta parse_trace_meta(const std::map<std::string, std::string>& raw, const 
   if (fmt->second != kTraceFormat)
     fail(label, "__metadata__", "format is '" + fmt->second + "', expected '" + kTraceFormat + "'");
   meta.num_experts = parse_count(raw, "num_experts", label);
+  if (meta.num_experts > kMaxExperts)
+    fail(label, "__metadata__", "num_experts = " + std::to_string(meta.num_experts) + " exceeds moetb's limit of " +
+                                    std::to_string(kMaxExperts));
   meta.top_k = parse_count(raw, "top_k", label);
   if (auto it = raw.find("domain_names"); it != raw.end()) {
     nlohmann::json j = nlohmann::json::parse(it->second, nullptr, false);
     if (!j.is_array() || !std::all_of(j.begin(), j.end(), [](const auto& x) { return x.is_string(); }))
       fail(label, "__metadata__", "domain_names is not a JSON list of strings");
+    if (j.size() > static_cast<std::size_t>(kMaxDomainId) + 1)
+      fail(label, "__metadata__", "domain_names lists " + std::to_string(j.size()) + " domains, more than moetb's limit of " +
+                                      std::to_string(kMaxDomainId + 1));
     for (const auto& x : j) meta.domain_names.push_back(x.get<std::string>());
     std::vector<std::string> sorted = meta.domain_names;
     std::sort(sorted.begin(), sorted.end());
@@ -110,6 +116,9 @@ TraceMeta parse_trace_meta(const std::map<std::string, std::string>& raw, const 
   if (auto it = raw.find("reference_groups"); it != raw.end()) {
     nlohmann::json j = nlohmann::json::parse(it->second, nullptr, false);
     if (!j.is_array()) fail(label, "__metadata__", "reference_groups is not a JSON list of lists of expert ids");
+    if (j.size() > static_cast<std::size_t>(kMaxDomainId) + 1)
+      fail(label, "__metadata__", "reference_groups lists " + std::to_string(j.size()) +
+                                      " domains, more than moetb's limit of " + std::to_string(kMaxDomainId + 1));
     std::vector<std::vector<int>> groups;
     for (const auto& g : j) {
       if (!g.is_array()) fail(label, "__metadata__", "reference_groups is not a JSON list of lists of expert ids");

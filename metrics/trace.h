@@ -16,7 +16,10 @@
 namespace moetb {
 
 constexpr const char* kTraceFormat = "moe-routing-trace/1";
-constexpr int kMaxDomainId = 65535;  // larger domain ids are rejected as malformed
+// Limits that keep per-layer state bounded on hostile input (found by fuzzing: a domain
+// id of 65535 made the D x D di_pairs matrix 64 GB). Real models and benchmarks sit far below.
+constexpr int kMaxDomainId = 1023;       // at most 1024 domains; larger ids are rejected
+constexpr int64_t kMaxExperts = 65536;   // num_experts above this is rejected
 
 struct TraceMeta {
   int64_t num_experts = 0;

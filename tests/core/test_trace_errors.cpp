@@ -349,10 +349,10 @@ TEST_CASE("error: nonexistent path", "[trace][errors]") {
   CHECK_THROWS_AS(Trace(std::vector<std::string>{}), TraceError);
 }
 
-TEST_CASE("error: domain id outside [-1, 65535]", "[trace][errors]") {
+TEST_CASE("error: domain id outside [-1, 1023]", "[trace][errors]") {
   TempDir dir("err");
   const std::string path = dir.file("bad.safetensors");
-  for (int32_t d : {-5, -2, 65536}) {
+  for (int32_t d : {-5, -2, 1024, 65536}) {
     RawFile f = ttu::valid_raw_trace();
     set_value(f, "domain_ids", 2, d);
     f.write(path);

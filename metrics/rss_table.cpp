@@ -3,8 +3,6 @@
 
 #include <algorithm>
 #include <array>
-#include <sys/mman.h>
-
 #include <new>
 
 namespace moetb {
@@ -40,21 +38,23 @@ void radix_sort_keys(std::vector<uint64_t>& keys, std::vector<uint64_t>& scratch
   }
 }
 
-RssCounter::ZeroPages::~ZeroPages() {
-  if (data != nullptr) ::munmap(data, bytes);
+namespace {
+// One dense table per thread, kept all-zero between layers.
+std::vector<uint32_t>& thread_table() {
+  static thread_local std::vector<uint32_t> table;
+  return table;
 }
+}  // namespace
 
 RssCounter::RssCounter(int64_t num_experts, int64_t min_token_id, int64_t max_token_id) : n_experts_(num_experts) {
   const int64_t n_ids = max_token_id + 1;
   dense_ = min_token_id >= 0 && n_ids > 0 && n_ids <= kMaxDenseRssCells / std::max<int64_t>(1, num_experts);
   if (dense_) {
     n_ids_ = n_ids;
-    table_.bytes = static_cast<std::size_t>(n_ids * num_experts) * sizeof(uint32_t);
-    table_.data = ::mmap(nullptr, table_.bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (table_.data == MAP_FAILED) {
-      table_.data = nullptr;
-      throw std::bad_alloc();
-    }
+    std::vector<uint32_t>& table = thread_table();
+    const auto cells = static_cast<std::size_t>(n_ids * num_experts);
+    if (table.size() < cells) table.resize(cells, 0);
+    table_ = table.data();
     occurrences_.assign(static_cast<std::size_t>(n_ids), 0);
     sum_c2_.assign(static_cast<std::size_t>(n_ids), 0);
     sum_c_.assign(static_cast<std::size_t>(n_ids), 0);
@@ -86,7 +86,7 @@ void RssCounter::consume_dense(const ShardView& shard, const ExpertT* experts, i
     if (i + kPrefetchAhead < n) __builtin_prefetch(experts + order_[i + kPrefetchAhead] * k);
     const int64_t t = order_[i];
     const int32_t v = ids[t];
-    uint32_t* row = static_cast<uint32_t*>(table_.data) + static_cast<int64_t>(v) * n_experts_;
+    uint32_t* row = table_ + static_cast<int64_t>(v) * n_experts_;
     const ExpertT* slots = experts + t * k;
     uint64_t added_c = 0, added_c2 = 0;
     for (int64_t s = 0; s < k; ++s) {
@@ -162,10 +162,11 @@ RssCounter::Sums RssCounter::finish() {
     sums.occurrences += n_v;
   };
   if (dense_) {
-    for (int64_t v = 0; v < n_ids_; ++v)
+    for (int64_t v = 0; v < n_ids_; ++v) {
       add_id(static_cast<double>(sum_c_[v]), static_cast<double>(sum_c2_[v]), occurrences_[v]);
-    ::munmap(table_.data, table_.bytes);
-    table_.data = nullptr;
+      if (sum_c_[v] > 0) std::fill_n(table_ + v * n_experts_, n_experts_, 0u);  // leave the table all-zero
+    }
+    table_ = nullptr;
     return sums;
   }
   flush_sparse();

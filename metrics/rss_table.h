@@ -1,7 +1,9 @@
 // Per-(token id, expert) occurrence counts for the Routing Stiffness Score (metrics.md §4).
 // Memory grows with the token-id space or the distinct (id, expert) pairs, never with T.
-// Dense mode (ids in [0, V), V x E <= 2^26): a zero-initialised V x E count table whose
-// untouched rows cost nothing, filled in token-id order so each id's row stays in cache.
+// Dense mode (ids in [0, V), V x E <= 2^26): a V x E count table, filled in token-id order
+// so each id's row stays in cache, and reused by the next layer on the same thread (only
+// the rows it touched are cleared: fresh zero pages per layer serialised the threads on
+// page faults).
 // Sparse mode (huge or negative ids): keys radix-sorted per chunk, run-length encoded and
 // merged into one sorted table. Both are sequential-access designs: a hash map was 5-10x slower.
 #pragma once
@@ -42,13 +44,8 @@ class RssCounter {
   int64_t n_experts_;
   bool dense_ = false;
   // dense mode
-  struct ZeroPages {  // anonymous mmap: zero pages on first touch, no memset of untouched rows
-    void* data = nullptr;
-    std::size_t bytes = 0;
-    ~ZeroPages();
-  };
   int64_t n_ids_ = 0;
-  ZeroPages table_;                     // [n_ids, E] uint32 counts c_v(e)
+  uint32_t* table_ = nullptr;           // [n_ids, E] counts c_v(e): this thread's reusable table
   std::vector<uint32_t> occurrences_;   // [n_ids] routed occurrences n_v
   std::vector<uint64_t> sum_c2_;        // [n_ids] sum_e c_v(e)^2, kept up to date on every increment
   std::vector<uint64_t> sum_c_;         // [n_ids] sum_e c_v(e)

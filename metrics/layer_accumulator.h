@@ -44,7 +44,7 @@ class LayerAccumulator {
   int64_t prev_routed_run_ = 0;
   LayerStats stats_;
   RssCounter rss_;
-  std::vector<int64_t> seen_, last_expert_, last_group_, seen_group_;  // global token stamps
+  std::vector<int64_t> seen_, last_expert_, last_group_;  // global token stamps
   std::vector<int32_t> run_expert_, run_group_;  // run lengths of the current spans
   std::vector<int32_t> group_of_;                 // [E] ne_group block of each expert (no division in the loop)
 };

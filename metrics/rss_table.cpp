@@ -83,7 +83,17 @@ void RssCounter::consume_dense(const ShardView& shard, const ExpertT* experts, i
   order_.resize(static_cast<std::size_t>(n));
   for (int64_t t = 0; t < n; ++t) order_[id_start_[ids[t]]++] = static_cast<int32_t>(t);
   for (int64_t i = 0; i < n; ++i) {
-    if (i + kPrefetchAhead < n) __builtin_prefetch(experts + order_[i + kPrefetchAhead] * k);
+    // Two-stage prefetch: the expert row of a token 2d ahead, then (now cached) the table
+    // cells that the token d ahead will increment.
+    if (i + 2 * kPrefetchAhead < n) __builtin_prefetch(experts + order_[i + 2 * kPrefetchAhead] * k);
+    if (i + kPrefetchAhead < n) {
+      const int64_t ahead = order_[i + kPrefetchAhead];
+      const uint32_t* ahead_row = table_ + static_cast<int64_t>(ids[ahead]) * n_experts_;
+      for (int64_t s = 0; s < k; ++s) {
+        const int32_t e = experts[ahead * k + s];
+        if (e >= 0) __builtin_prefetch(ahead_row + e, 1);
+      }
+    }
     const int64_t t = order_[i];
     const int32_t v = ids[t];
     uint32_t* row = table_ + static_cast<int64_t>(v) * n_experts_;

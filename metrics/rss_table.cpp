@@ -39,25 +39,37 @@ void radix_sort_keys(std::vector<uint64_t>& keys, std::vector<uint64_t>& scratch
 }
 
 namespace {
-// One dense table per thread, kept all-zero between layers.
-std::vector<uint32_t>& thread_table() {
-  static thread_local std::vector<uint32_t> table;
-  return table;
+// Returned dense buffers, per thread (a counter is finished on the thread that used it).
+std::vector<std::unique_ptr<RssCounter::DenseScratch>>& scratch_pool() {
+  static thread_local std::vector<std::unique_ptr<RssCounter::DenseScratch>> pool;
+  return pool;
 }
 }  // namespace
+
+std::unique_ptr<RssCounter::DenseScratch> RssCounter::take_scratch() {
+  auto& pool = scratch_pool();
+  if (pool.empty()) return std::make_unique<DenseScratch>();
+  std::unique_ptr<DenseScratch> s = std::move(pool.back());
+  pool.pop_back();
+  return s;
+}
+
+RssCounter::~RssCounter() {
+  if (dense_buffers_ && dense_buffers_->table_clean) scratch_pool().push_back(std::move(dense_buffers_));
+}
 
 RssCounter::RssCounter(int64_t num_experts, int64_t min_token_id, int64_t max_token_id) : n_experts_(num_experts) {
   const int64_t n_ids = max_token_id + 1;
   dense_ = min_token_id >= 0 && n_ids > 0 && n_ids <= kMaxDenseRssCells / std::max<int64_t>(1, num_experts);
   if (dense_) {
     n_ids_ = n_ids;
-    std::vector<uint32_t>& table = thread_table();
+    dense_buffers_ = take_scratch();
+    DenseScratch& d = *dense_buffers_;
     const auto cells = static_cast<std::size_t>(n_ids * num_experts);
-    if (table.size() < cells) table.resize(cells, 0);
-    table_ = table.data();
-    occurrences_.assign(static_cast<std::size_t>(n_ids), 0);
-    sum_c2_.assign(static_cast<std::size_t>(n_ids), 0);
-    sum_c_.assign(static_cast<std::size_t>(n_ids), 0);
+    if (d.table.size() < cells) d.table.resize(cells, 0);
+    d.occurrences.assign(static_cast<std::size_t>(n_ids), 0);
+    d.sum_c2.assign(static_cast<std::size_t>(n_ids), 0);
+    d.sum_c.assign(static_cast<std::size_t>(n_ids), 0);
   } else {
     while ((uint64_t{1} << expert_bits_) <= static_cast<uint64_t>(num_experts)) ++expert_bits_;
     flush_at_ = kMinFlushKeys;
@@ -76,27 +88,32 @@ template <typename ExpertT>
 void RssCounter::consume_dense(const ShardView& shard, const ExpertT* experts, int64_t k) {
   const int64_t n = shard.n_tokens;
   const int32_t* ids = shard.token_ids;
+  DenseScratch& d = *dense_buffers_;
+  d.table_clean = false;
+  uint32_t* const table = d.table.data();
+  std::vector<uint32_t>& id_start = d.id_start;
+  std::vector<int32_t>& order = d.order;
   // Counting sort of the shard's tokens by id, so that each id's table row is hot.
-  id_start_.assign(static_cast<std::size_t>(n_ids_ + 1), 0);
-  for (int64_t t = 0; t < n; ++t) ++id_start_[ids[t] + 1];
-  for (int64_t v = 0; v < n_ids_; ++v) id_start_[v + 1] += id_start_[v];
-  order_.resize(static_cast<std::size_t>(n));
-  for (int64_t t = 0; t < n; ++t) order_[id_start_[ids[t]]++] = static_cast<int32_t>(t);
+  id_start.assign(static_cast<std::size_t>(n_ids_ + 1), 0);
+  for (int64_t t = 0; t < n; ++t) ++id_start[ids[t] + 1];
+  for (int64_t v = 0; v < n_ids_; ++v) id_start[v + 1] += id_start[v];
+  order.resize(static_cast<std::size_t>(n));
+  for (int64_t t = 0; t < n; ++t) order[id_start[ids[t]]++] = static_cast<int32_t>(t);
   for (int64_t i = 0; i < n; ++i) {
     // Two-stage prefetch: the expert row of a token 2d ahead, then (now cached) the table
     // cells that the token d ahead will increment.
-    if (i + 2 * kPrefetchAhead < n) __builtin_prefetch(experts + order_[i + 2 * kPrefetchAhead] * k);
+    if (i + 2 * kPrefetchAhead < n) __builtin_prefetch(experts + order[i + 2 * kPrefetchAhead] * k);
     if (i + kPrefetchAhead < n) {
-      const int64_t ahead = order_[i + kPrefetchAhead];
-      const uint32_t* ahead_row = table_ + static_cast<int64_t>(ids[ahead]) * n_experts_;
+      const int64_t ahead = order[i + kPrefetchAhead];
+      const uint32_t* ahead_row = table + static_cast<int64_t>(ids[ahead]) * n_experts_;
       for (int64_t s = 0; s < k; ++s) {
         const int32_t e = experts[ahead * k + s];
         if (e >= 0) __builtin_prefetch(ahead_row + e, 1);
       }
     }
-    const int64_t t = order_[i];
+    const int64_t t = order[i];
     const int32_t v = ids[t];
-    uint32_t* row = table_ + static_cast<int64_t>(v) * n_experts_;
+    uint32_t* row = table + static_cast<int64_t>(v) * n_experts_;
     const ExpertT* slots = experts + t * k;
     uint64_t added_c = 0, added_c2 = 0;
     for (int64_t s = 0; s < k; ++s) {
@@ -105,9 +122,9 @@ void RssCounter::consume_dense(const ShardView& shard, const ExpertT* experts, i
       added_c2 += 2 * static_cast<uint64_t>(row[e]++) + 1;  // (c + 1)^2 - c^2
       ++added_c;
     }
-    occurrences_[v] += added_c > 0;
-    sum_c_[v] += added_c;
-    sum_c2_[v] += added_c2;
+    d.occurrences[v] += added_c > 0;
+    d.sum_c[v] += added_c;
+    d.sum_c2[v] += added_c2;
   }
 }
 
@@ -172,11 +189,12 @@ RssCounter::Sums RssCounter::finish() {
     sums.occurrences += n_v;
   };
   if (dense_) {
+    DenseScratch& d = *dense_buffers_;
     for (int64_t v = 0; v < n_ids_; ++v) {
-      add_id(static_cast<double>(sum_c_[v]), static_cast<double>(sum_c2_[v]), occurrences_[v]);
-      if (sum_c_[v] > 0) std::fill_n(table_ + v * n_experts_, n_experts_, 0u);  // leave the table all-zero
+      add_id(static_cast<double>(d.sum_c[v]), static_cast<double>(d.sum_c2[v]), d.occurrences[v]);
+      if (d.sum_c[v] > 0) std::fill_n(d.table.data() + v * n_experts_, n_experts_, 0u);  // leave it all-zero
     }
-    table_ = nullptr;
+    d.table_clean = true;
     return sums;
   }
   flush_sparse();

@@ -8,6 +8,7 @@
 // merged into one sorted table. Both are sequential-access designs: a hash map was 5-10x slower.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "metrics/trace.h"
@@ -20,6 +21,9 @@ class RssCounter {
  public:
   // max_token_id: the largest id in the trace; min_token_id < 0 forces sparse mode.
   RssCounter(int64_t num_experts, int64_t min_token_id, int64_t max_token_id);
+  ~RssCounter();
+  RssCounter(RssCounter&&) noexcept = default;
+  RssCounter& operator=(RssCounter&&) noexcept = default;
   // Adds one shard of one layer. Expert ids must already be checked (LayerAccumulator does).
   template <typename ExpertT>
   void consume(const ShardView& shard, const ExpertT* experts, int64_t k);
@@ -30,6 +34,18 @@ class RssCounter {
   };
   Sums finish();
   bool dense() const { return dense_; }
+
+  // Dense-mode buffers, taken from a per-thread pool and returned (table all-zero) when done,
+  // so consecutive layers on one thread reuse memory instead of faulting in fresh pages.
+  struct DenseScratch {
+    std::vector<uint32_t> table;        // [n_ids, E] counts c_v(e)
+    std::vector<uint32_t> occurrences;  // [n_ids] routed occurrences n_v
+    std::vector<uint64_t> sum_c2;       // [n_ids] sum_e c_v(e)^2, kept up to date on every increment
+    std::vector<uint64_t> sum_c;        // [n_ids] sum_e c_v(e)
+    std::vector<uint32_t> id_start;     // [n_ids + 1] counting-sort scratch
+    std::vector<int32_t> order;         // [shard T] tokens in id order
+    bool table_clean = true;            // table is all-zero (safe to reuse)
+  };
 
  private:
   template <typename ExpertT>
@@ -44,13 +60,9 @@ class RssCounter {
   int64_t n_experts_;
   bool dense_ = false;
   // dense mode
+  static std::unique_ptr<DenseScratch> take_scratch();
   int64_t n_ids_ = 0;
-  uint32_t* table_ = nullptr;           // [n_ids, E] counts c_v(e): this thread's reusable table
-  std::vector<uint32_t> occurrences_;   // [n_ids] routed occurrences n_v
-  std::vector<uint64_t> sum_c2_;        // [n_ids] sum_e c_v(e)^2, kept up to date on every increment
-  std::vector<uint64_t> sum_c_;         // [n_ids] sum_e c_v(e)
-  std::vector<uint32_t> id_start_;      // [n_ids + 1] scratch
-  std::vector<int32_t> order_;          // [shard T] scratch
+  std::unique_ptr<DenseScratch> dense_buffers_;
   // sparse mode
   int expert_bits_ = 1;
   std::size_t flush_at_ = 0;

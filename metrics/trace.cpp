@@ -195,8 +195,10 @@ Trace::Trace(const std::vector<std::string>& paths) {
       if (found.empty()) throw TraceError(p + ": directory holds no *.safetensors files");
       std::sort(found.begin(), found.end());
       files_.insert(files_.end(), found.begin(), found.end());
-    } else if (fs::exists(p, ec)) {
+    } else if (fs::is_regular_file(p, ec)) {
       files_.push_back(p);
+    } else if (fs::exists(p, ec)) {
+      throw TraceError(p + ": not a regular file or directory");
     } else {
       throw TraceError(p + ": no such file or directory");
     }

@@ -3,6 +3,8 @@
 // naming the file, the tensor and the problem; plus truncation and header-mutation sweeps.
 #include <catch2/catch.hpp>
 
+#include <sys/stat.h>
+
 #include <limits>
 
 #include "oracle/planted_simulator.h"
@@ -434,4 +436,12 @@ TEST_CASE("header mutation sweep: no crash, only TraceError", "[trace][errors]")
     }
   CHECK(rejected > 0);
   CHECK(opened > 0);  // e.g. a changed domain name or padding
+}
+
+// A FIFO (or any non-regular file) must be refused at once, not block waiting for a writer.
+TEST_CASE("error: a FIFO is rejected without blocking", "[trace][errors]") {
+  TempDir dir("fifo");
+  const std::string path = dir.file("pipe.safetensors");
+  REQUIRE(::mkfifo(path.c_str(), 0600) == 0);
+  CHECK_TRACE_ERROR({path}, path, "", "regular file");
 }

@@ -300,7 +300,7 @@ TEST_CASE("unknown extra tensors are ignored", "[trace]") {
   CHECK(ttu::metrics_json(plain) == ttu::metrics_json(extra));
 }
 
-TEST_CASE("-1 padding in any slot and K differing between layers are accepted", "[trace]") {
+TEST_CASE("padding (-1) in any slot and K differing between layers are accepted", "[trace]") {
   TempDir dir("fmt-padding");
   TraceData data = ttu::small_trace_data(12, 8, {1, 4, 2});
   // Layer 1: token 0 unrouted, token 1 padded in front, token 2 padded in the middle.

@@ -1,4 +1,5 @@
 // `moetb paths TRACE...`: expert paths per domain and layer (metrics.md §8), as JSON.
+#include <iterator>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
@@ -24,7 +25,16 @@ void add_paths(CLI::App& app) {
     MetricsOptions options;
     if (!a->layers.empty()) options.layers = parse_layer_ranges(a->layers);
     const Trace trace(a->traces);
-    write_output(a->out, expert_paths_json(compute_trace_metrics(trace, options), a->tau).dump(2) + "\n");
+    const nlohmann::json paths = expert_paths_json(compute_trace_metrics(trace, options), a->tau);
+    // One line per layer: {"domain": [[layer-0 experts], ...]} stays readable for 48 layers.
+    std::string text = "{\n";
+    for (auto it = paths.begin(); it != paths.end(); ++it) {
+      text += "  " + nlohmann::json(it.key()).dump() + ": [\n";
+      for (std::size_t l = 0; l < it.value().size(); ++l)
+        text += "    " + it.value()[l].dump() + (l + 1 < it.value().size() ? ",\n" : "\n");
+      text += std::string("  ]") + (std::next(it) != paths.end() ? ",\n" : "\n");
+    }
+    write_output(a->out, text + "}\n");
   });
 }
 

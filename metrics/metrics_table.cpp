@@ -73,6 +73,10 @@ std::string metrics_table(const nlohmann::json& m) {
   out << '\n';
   for (const auto& layer : m["layers"]) row(layer, std::to_string(layer["layer"].get<int>()));
   row(m["summary"], "mean");
+  out << "\nRS routing specialization, RS_mm its bias-corrected value, NER normalized effective rank, DI domain\n"
+         "isolation (all 1 = domains use disjoint experts, 0 = all route alike); RSS routing stiffness (1 = a token\n"
+         "id always gets the same experts, 0 = chance); NEn share of n-token windows one expert holds; util, H(load),\n"
+         "MaxVio, dead: load balance; purity against the reference groups. Definitions: docs/metrics.md\n";
   out << "\nper domain (RS averaged over layers):\n";
   for (auto it = m["per_domain"].begin(); it != m["per_domain"].end(); ++it)
     out << "  " << it.key() << ": RS " << format_number(it.value()["rs"]) << ", " << it.value()["tokens"]

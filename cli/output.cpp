@@ -1,6 +1,7 @@
 // Shared CLI plumbing (see output.h).
 #include "cli/output.h"
 
+#include "metrics/trace.h"
 #include "moetb_git_rev.h"  // generated at build time
 
 #include <unistd.h>
@@ -73,19 +74,11 @@ std::vector<std::vector<int>> parse_reference_groups(const std::string& text_or_
     text = buf.str();
     where = text_or_path;
   }
-  const nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
-  std::vector<std::vector<int>> groups;
-  if (!j.is_array()) throw std::invalid_argument(where + ": reference groups must be a JSON list of lists of expert ids");
-  for (const auto& g : j) {
-    if (!g.is_array()) throw std::invalid_argument(where + ": reference groups must be a JSON list of lists of expert ids");
-    std::vector<int> ids;
-    for (const auto& e : g) {
-      if (!e.is_number_integer()) throw std::invalid_argument(where + ": " + e.dump() + " is not an expert id");
-      ids.push_back(e.get<int>());
-    }
-    groups.push_back(ids);
+  try {
+    return parse_reference_groups_text(text, 0);  // expert range checked against the trace later
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(where + ": reference groups " + e.what());
   }
-  return groups;
 }
 
 const char* git_revision() { return MOETB_GIT_REV; }

@@ -124,7 +124,8 @@ SafetensorsHeader parse_safetensors(const uint8_t* bytes, std::size_t size, cons
     for (const auto& d : *sh) {
       if (!d.is_number_unsigned()) fail(label, name, "shape holds a value that is not a non-negative integer");
       const uint64_t v = d.get<uint64_t>();
-      if (!checked_mul(elements, v, &elements)) fail(label, name, "shape is too large");
+      // Each dimension on its own too: after a 0 dimension the product no longer catches it.
+      if (v > (uint64_t{1} << 62) || !checked_mul(elements, v, &elements)) fail(label, name, "shape is too large");
       info.shape.push_back(static_cast<int64_t>(v));
     }
     for (const auto& o : *off)

@@ -5,7 +5,9 @@
 #include "metrics/trace.h"
 
 #include <algorithm>
+#include <climits>
 #include <cstring>
+#include <stdexcept>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -84,8 +86,61 @@ std::vector<std::string> ShardSource::domain_list(int max_domain_id) const {
   const auto& names = meta().domain_names;
   const int n = std::max<int>(static_cast<int>(names.size()), max_domain_id + 1);
   std::vector<std::string> out;
-  for (int d = 0; d < n; ++d) out.push_back(d < static_cast<int>(names.size()) ? names[d] : std::to_string(d));
+  for (int d = 0; d < n; ++d) {
+    if (d < static_cast<int>(names.size())) {
+      out.push_back(names[d]);
+      continue;
+    }
+    const std::string fallback = std::to_string(d);  // unnamed domain: its decimal id
+    if (std::find(names.begin(), names.end(), fallback) != names.end())
+      throw TraceError("domain_names: domain id " + fallback + " has no name and its decimal id is already the name of "
+                       "another domain");
+    out.push_back(fallback);
+  }
   return out;
+}
+
+void check_reference_groups(const std::vector<std::vector<int>>& groups, int64_t num_experts) {
+  if (groups.size() > static_cast<std::size_t>(kMaxDomainId) + 1)
+    throw std::invalid_argument("lists " + std::to_string(groups.size()) + " domains, more than moetb's limit of " +
+                                std::to_string(kMaxDomainId + 1));
+  for (const auto& g : groups) {
+    std::vector<int> ids = g;
+    std::sort(ids.begin(), ids.end());
+    if (std::adjacent_find(ids.begin(), ids.end()) != ids.end())
+      throw std::invalid_argument("expert " + std::to_string(*std::adjacent_find(ids.begin(), ids.end())) +
+                                  " is listed twice in one group");
+    for (int e : ids)
+      if (e < 0 || (num_experts > 0 && e >= num_experts))
+        throw std::invalid_argument("expert id " + std::to_string(e) + " is outside [0, " +
+                                    (num_experts > 0 ? std::to_string(num_experts) : std::string("E")) + ")");
+  }
+}
+
+std::vector<std::vector<int>> parse_reference_groups_text(const std::string& text, int64_t num_experts) {
+  const nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  const char* shape = "is not a JSON list of lists of expert ids";
+  if (!j.is_array()) throw std::invalid_argument(shape);
+  if (j.size() > static_cast<std::size_t>(kMaxDomainId) + 1)
+    throw std::invalid_argument("lists " + std::to_string(j.size()) + " domains, more than moetb's limit of " +
+                                std::to_string(kMaxDomainId + 1));
+  std::vector<std::vector<int>> groups;
+  for (const auto& g : j) {
+    if (!g.is_array()) throw std::invalid_argument(shape);
+    std::vector<int> ids;
+    for (const auto& e : g) {
+      // Never dump() the offending value: deeply nested input would overflow the stack.
+      if (!e.is_number_integer()) throw std::invalid_argument("holds a value that is not an integer expert id");
+      const int64_t v = e.is_number_unsigned() && e.get<uint64_t>() > static_cast<uint64_t>(INT32_MAX)
+                            ? int64_t{INT32_MAX} + 1
+                            : e.get<int64_t>();
+      if (v < 0 || v > INT32_MAX) throw std::invalid_argument("expert id " + std::to_string(v) + " is out of range");
+      ids.push_back(static_cast<int>(v));
+    }
+    groups.push_back(std::move(ids));
+  }
+  check_reference_groups(groups, num_experts);
+  return groups;
 }
 
 TraceMeta parse_trace_meta(const std::map<std::string, std::string>& raw, const std::string& label) {
@@ -114,27 +169,11 @@ TraceMeta parse_trace_meta(const std::map<std::string, std::string>& raw, const 
       fail(label, "__metadata__", "domain_names lists a name twice");
   }
   if (auto it = raw.find("reference_groups"); it != raw.end()) {
-    nlohmann::json j = nlohmann::json::parse(it->second, nullptr, false);
-    if (!j.is_array()) fail(label, "__metadata__", "reference_groups is not a JSON list of lists of expert ids");
-    if (j.size() > static_cast<std::size_t>(kMaxDomainId) + 1)
-      fail(label, "__metadata__", "reference_groups lists " + std::to_string(j.size()) +
-                                      " domains, more than moetb's limit of " + std::to_string(kMaxDomainId + 1));
-    std::vector<std::vector<int>> groups;
-    for (const auto& g : j) {
-      if (!g.is_array()) fail(label, "__metadata__", "reference_groups is not a JSON list of lists of expert ids");
-      std::vector<int> ids;
-      for (const auto& e : g) {
-        if (!e.is_number_integer() || e.get<int64_t>() < 0 || e.get<int64_t>() >= meta.num_experts)
-          fail(label, "__metadata__", "reference_groups holds " + e.dump() + ", not an expert id in [0, " +
-                                          std::to_string(meta.num_experts) + ")");
-        ids.push_back(e.get<int>());
-      }
-      std::sort(ids.begin(), ids.end());
-      if (std::adjacent_find(ids.begin(), ids.end()) != ids.end())
-        fail(label, "__metadata__", "reference_groups lists an expert twice in one group");
-      groups.push_back(std::move(ids));
+    try {
+      meta.reference_groups = parse_reference_groups_text(it->second, meta.num_experts);
+    } catch (const std::invalid_argument& e) {
+      fail(label, "__metadata__", std::string("reference_groups: ") + e.what());
     }
-    meta.reference_groups = std::move(groups);
   }
   if (auto it = raw.find("model"); it != raw.end()) meta.model = it->second;
   if (auto it = raw.find("source"); it != raw.end()) meta.source = it->second;
@@ -234,7 +273,7 @@ Trace::Trace(const std::vector<std::string>& paths) {
     for (const auto& t : h.tensors) {  // a gap in layer numbering is an error, not a silent cut
       if (t.name.rfind("layers.", 0) == 0 && t.name.size() > 15 && t.name.compare(t.name.size() - 8, 8, ".experts") == 0) {
         const std::string idx = t.name.substr(7, t.name.size() - 15);
-        if (!idx.empty() && std::all_of(idx.begin(), idx.end(), ::isdigit) && (idx.size() > 9 || std::stoll(idx) >= n_layers))
+        if (!idx.empty() && std::all_of(idx.begin(), idx.end(), [](char c) { return c >= '0' && c <= '9'; }) && (idx.size() > 9 || std::stoll(idx) >= n_layers))
           fail(label, t.name, "layer indices are not contiguous from 0 (layers." + std::to_string(n_layers) +
                                   ".experts is missing)");
       }
@@ -249,6 +288,8 @@ Trace::Trace(const std::vector<std::string>& paths) {
       if (t.shape.size() != 2 || t.shape[0] != v.n_tokens)
         fail(label, t.name, "shape " + shape_str(t.shape) + " is not [T, K] with T = " + std::to_string(v.n_tokens));
       lv.k = t.shape[1];
+      if (lv.k > kMaxExperts)
+        fail(label, t.name, "K = " + std::to_string(lv.k) + " slots exceed moetb's limit of " + std::to_string(kMaxExperts));
       if (t.dtype == DType::kI16)
         lv.experts_i16 = static_cast<const int16_t*>(tensor_bytes(*shard->file, h, t, 2, &shard->aligned_copies));
       else if (t.dtype == DType::kI32)

@@ -111,6 +111,11 @@ struct TraceData : public ShardSource {
 
 // Parses the metadata of a trace (format, num_experts, top_k, names, groups).
 TraceMeta parse_trace_meta(const std::map<std::string, std::string>& raw, const std::string& label);
+// Reference groups (index = domain id) of distinct expert ids in [0, num_experts), at most
+// kMaxDomainId + 1 domains. parse_* reads JSON text (num_experts <= 0: range checked later);
+// both throw std::invalid_argument with a one-line reason.
+std::vector<std::vector<int>> parse_reference_groups_text(const std::string& text, int64_t num_experts);
+void check_reference_groups(const std::vector<std::vector<int>>& groups, int64_t num_experts);
 // Builds the metadata map for a trace; `extra` keys are added as they are.
 std::map<std::string, std::string> make_trace_metadata(const TraceMeta& meta,
                                                        const std::map<std::string, std::string>& extra = {});

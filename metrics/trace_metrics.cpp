@@ -116,12 +116,13 @@ TraceMetrics compute_trace_metrics(const ShardSource& trace, const MetricsOption
       throw std::invalid_argument("layer " + std::to_string(l) + " is outside the trace's layers [0, " +
                                   std::to_string(trace.n_layers()) + ")");
   const auto& groups = options.reference_groups ? options.reference_groups : meta.reference_groups;
-  if (groups)
-    for (const auto& g : *groups)
-      for (int e : g)
-        if (e < 0 || e >= meta.num_experts)
-          throw std::invalid_argument("reference group expert " + std::to_string(e) + " is outside [0, " +
-                                      std::to_string(meta.num_experts) + ")");
+  if (groups) {
+    try {
+      check_reference_groups(*groups, meta.num_experts);
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument(std::string("reference groups: ") + e.what());
+    }
+  }
   if (options.ne_groups < 0) throw std::invalid_argument("--groups must be positive");
 
   int threads = options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency());

@@ -30,9 +30,11 @@ bool rng_draw_below(Rng& rng, double p) { return p > 0.0 && rng.uniform() < p; }
 
 PlantedSimulator::PlantedSimulator(SimConfig cfg) : cfg_(std::move(cfg)) {
   const SimConfig& c = cfg_;
-  require(c.n_experts >= 1 && c.n_experts <= (int64_t{1} << 30), "experts must lie in [1, 2^30]");
+  require(c.n_experts >= 1 && c.n_experts <= kMaxExperts,
+          "experts must lie in [1, " + std::to_string(kMaxExperts) + "] (what the trace reader accepts)");
   require(c.top_k >= 1 && c.top_k <= c.n_experts, "top-k must lie in [1, experts]");
-  require(c.n_domains >= 1, "domains must be at least 1");
+  require(c.n_domains >= 1 && c.n_domains <= kMaxDomainId + 1,
+          "domains must lie in [1, " + std::to_string(kMaxDomainId + 1) + "] (what the trace reader accepts)");
   require(c.n_layers >= 1, "layers must be at least 1");
   require(c.n_tokens >= 1, "tokens must be at least 1");
   require(c.seq_len >= 1, "seq-len must be at least 1");

@@ -1,7 +1,7 @@
 // Routing trace format v1: opening, checking and viewing trace shards, and writing them.
 // All structural checks of the spec (tensors present, dtypes, shapes agreeing on T,
 // metadata, shard agreement) happen when a Trace is opened; expert-id contents are
-// checked by check_layer_contents as a layer is streamed (it touches every byte anyway).
+// checked by LayerAccumulator as a layer is streamed (it touches every byte anyway).
 #include "metrics/trace.h"
 
 #include <algorithm>
@@ -45,25 +45,6 @@ float LayerView::weight(int64_t token, int64_t slot) const {
     case DType::kF16: { uint16_t h; std::memcpy(&h, static_cast<const uint8_t*>(weights) + 2 * i, 2); return f16_to_float(h); }
     case DType::kBF16: { uint16_t h; std::memcpy(&h, static_cast<const uint8_t*>(weights) + 2 * i, 2); return bf16_to_float(h); }
     default: return 0.0f;
-  }
-}
-
-void check_layer_contents(const ShardView& shard, int layer, int64_t num_experts) {
-  const LayerView& lv = shard.layers[layer];
-  std::vector<int64_t> seen(static_cast<std::size_t>(num_experts), -1);
-  for (int64_t t = 0; t < shard.n_tokens; ++t) {
-    for (int64_t s = 0; s < lv.k; ++s) {
-      const int32_t e = lv.expert(t, s);
-      if (e == -1) continue;
-      if (e < -1 || e >= num_experts)
-        fail(shard.label, "layers." + std::to_string(layer) + ".experts",
-             "expert id " + std::to_string(e) + " at token " + std::to_string(t) + " slot " + std::to_string(s) +
-                 " is outside [-1, " + std::to_string(num_experts) + ")");
-      if (seen[e] == t)
-        fail(shard.label, "layers." + std::to_string(layer) + ".experts",
-             "expert " + std::to_string(e) + " is listed twice for token " + std::to_string(t));
-      seen[e] = t;
-    }
   }
 }
 

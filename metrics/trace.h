@@ -55,9 +55,7 @@ struct ShardView {
   std::vector<LayerView> layers;
 };
 
-// Checks the contents of one layer of one shard: every expert id in [-1, E) and no
-// expert listed twice for one token. Throws TraceError naming file, tensor, token.
-void check_layer_contents(const ShardView& shard, int layer, int64_t num_experts);
+// Expert-id contents (range, duplicates) are checked while streaming, by LayerAccumulator.
 // Checks domain ids lie in [-1, kMaxDomainId].
 void check_domain_ids(const ShardView& shard);
 

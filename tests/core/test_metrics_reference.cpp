@@ -1,6 +1,6 @@
 // Fast paths vs the slow reference (reference_metrics.h): the whole metric suite, the JSON,
 // expert paths and router saturation on 30+ random small traces streamed as 1-3 shards
-// (sequences crossing shard boundaries, int16/int32 experts), plus radix sort and RssTable.
+// (sequences crossing shard boundaries, int16/int32 experts), plus radix sort and RssCounter.
 #include <catch2/catch.hpp>
 
 #include <algorithm>

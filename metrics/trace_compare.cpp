@@ -38,14 +38,6 @@ class TokenCursor {
   ShardView view_;
 };
 
-void flatten(const nlohmann::json& j, const std::string& prefix, std::map<std::string, nlohmann::json>* out) {
-  if (j.is_object()) {
-    for (auto it = j.begin(); it != j.end(); ++it) flatten(it.value(), prefix.empty() ? it.key() : prefix + "." + it.key(), out);
-  } else {
-    (*out)[prefix] = j;
-  }
-}
-
 }  // namespace
 
 std::vector<std::optional<double>> router_saturation(const ShardSource& a, const ShardSource& b) {
@@ -97,9 +89,7 @@ std::vector<std::optional<double>> router_saturation(const ShardSource& a, const
 nlohmann::json compare_json(const TraceMetrics& a, const TraceMetrics& b,
                             const std::vector<std::optional<double>>& saturation) {
   const nlohmann::json ja = metrics_to_json(a), jb = metrics_to_json(b);
-  std::map<std::string, nlohmann::json> fa, fb;
-  flatten(ja["summary"], "", &fa);
-  flatten(jb["summary"], "", &fb);
+  const std::map<std::string, nlohmann::json> fa = flatten_json(ja["summary"]), fb = flatten_json(jb["summary"]);
   nlohmann::json summary = nlohmann::json::object();
   std::map<std::string, nlohmann::json> keys = fa;  // union: a key either trace lacks is null there
   keys.insert(fb.begin(), fb.end());

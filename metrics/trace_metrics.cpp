@@ -168,6 +168,24 @@ TraceMetrics compute_trace_metrics(const ShardSource& trace, const MetricsOption
   return out;
 }
 
+namespace {
+void flatten_into(const nlohmann::json& j, const std::string& path, std::map<std::string, nlohmann::json>* out) {
+  if (j.is_object()) {
+    for (auto it = j.begin(); it != j.end(); ++it) flatten_into(it.value(), path.empty() ? it.key() : path + "." + it.key(), out);
+  } else if (j.is_array()) {
+    for (std::size_t i = 0; i < j.size(); ++i) flatten_into(j[i], path + "[" + std::to_string(i) + "]", out);
+  } else {
+    (*out)[path] = j;
+  }
+}
+}  // namespace
+
+std::map<std::string, nlohmann::json> flatten_json(const nlohmann::json& j) {
+  std::map<std::string, nlohmann::json> out;
+  flatten_into(j, "", &out);
+  return out;
+}
+
 nlohmann::json summarize_layers(const nlohmann::json& layers) {
   // Walk the first layer's keys; nested objects (ne, load, ...) are summarised key by key.
   std::function<nlohmann::json(const std::vector<const nlohmann::json*>&)> mean_of;

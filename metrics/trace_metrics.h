@@ -50,6 +50,9 @@ LayerMetrics layer_metrics_from_stats(int layer, LayerStats stats, int n_domains
                                       const std::optional<std::vector<std::vector<int>>>& groups);
 
 nlohmann::json metrics_to_json(const TraceMetrics& m);
+// Leaves of a JSON document by path: object keys joined with '.', array items as "[i]"
+// (e.g. "summary.ne.2", "layers[0].rs"). Used to compare and diff metric documents.
+std::map<std::string, nlohmann::json> flatten_json(const nlohmann::json& j);
 // The summary object alone: for every scalar key of the layer objects, the mean of the non-null values.
 nlohmann::json summarize_layers(const nlohmann::json& layers);
 

@@ -11,19 +11,6 @@
 #include "metrics/trace_metrics.h"
 
 namespace moetb {
-namespace {
-
-void flatten(const nlohmann::json& j, const std::string& path, std::map<std::string, const nlohmann::json*>* out) {
-  if (j.is_object()) {
-    for (auto it = j.begin(); it != j.end(); ++it) flatten(it.value(), path + "." + it.key(), out);
-  } else if (j.is_array()) {
-    for (std::size_t i = 0; i < j.size(); ++i) flatten(j[i], path + "[" + std::to_string(i) + "]", out);
-  } else {
-    (*out)[path] = &j;
-  }
-}
-
-}  // namespace
 
 nlohmann::json metrics_json_of(const ShardSource& trace) {
   MetricsOptions options;
@@ -32,12 +19,11 @@ nlohmann::json metrics_json_of(const ShardSource& trace) {
 }
 
 double max_metric_difference(const nlohmann::json& a, const nlohmann::json& b, const std::vector<std::string>& skip) {
-  std::map<std::string, const nlohmann::json*> fa, fb;
-  flatten(a, "", &fa);
-  flatten(b, "", &fb);
+  const std::map<std::string, nlohmann::json> fa = flatten_json(a), fb = flatten_json(b);
   auto skipped = [&](const std::string& path) {
+    const std::string dotted = "." + path;  // so ".key." also matches a top-level key
     for (const auto& s : skip)
-      if (path.find(s) != std::string::npos) return true;
+      if (dotted.find(s) != std::string::npos) return true;
     return false;
   };
   double worst = 0;
@@ -45,11 +31,10 @@ double max_metric_difference(const nlohmann::json& a, const nlohmann::json& b, c
     if (skipped(path)) continue;
     auto it = fb.find(path);
     if (it == fb.end()) return std::numeric_limits<double>::infinity();
-    const nlohmann::json& vb = *it->second;
-    if (va->is_number() != vb.is_number() || va->is_null() != vb.is_null())
-      return std::numeric_limits<double>::infinity();
-    if (va->is_number()) worst = std::max(worst, std::fabs(va->get<double>() - vb.get<double>()));
-    else if (*va != vb) return std::numeric_limits<double>::infinity();
+    const nlohmann::json& vb = it->second;
+    if (va.is_number() != vb.is_number() || va.is_null() != vb.is_null()) return std::numeric_limits<double>::infinity();
+    if (va.is_number()) worst = std::max(worst, std::fabs(va.get<double>() - vb.get<double>()));
+    else if (va != vb) return std::numeric_limits<double>::infinity();
   }
   for (const auto& [path, vb] : fb)
     if (!skipped(path) && !fa.count(path)) return std::numeric_limits<double>::infinity();

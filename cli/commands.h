@@ -10,5 +10,6 @@ void add_metrics(CLI::App& app);
 void add_validate(CLI::App& app);
 void add_paths(CLI::App& app);
 void add_compare(CLI::App& app);
+void add_datagen(CLI::App& app);
 
 }  // namespace moetb::cli

@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   moetb::cli::add_validate(app);
   moetb::cli::add_paths(app);
   moetb::cli::add_compare(app);
+  moetb::cli::add_datagen(app);
   auto command_name = [&app] {
     std::string name = "moetb";
     for (const auto* sub : app.get_subcommands()) name += " " + sub->get_name();

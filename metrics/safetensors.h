@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "common/mapped_file.h"
+
 namespace moetb {
 
 // A malformed or unusable trace / safetensors file. what() is one line.
@@ -51,25 +53,6 @@ constexpr uint64_t kMaxHeaderBytes = 100ull * 1000 * 1000;  // 100 MB, per the t
 // Parses and checks the container (header size, JSON, offsets in range, no overlap,
 // size == dtype x shape for known dtypes). `label` names the file in errors.
 SafetensorsHeader parse_safetensors(const uint8_t* bytes, std::size_t size, const std::string& label);
-
-// Read-only memory map of a whole file; release() drops its pages from RSS.
-class MappedFile {
- public:
-  explicit MappedFile(const std::string& path);
-  ~MappedFile();
-  MappedFile(const MappedFile&) = delete;
-  MappedFile& operator=(const MappedFile&) = delete;
-  const uint8_t* data() const { return data_; }
-  std::size_t size() const { return size_; }
-  const std::string& path() const { return path_; }
-  void release_pages() const;  // madvise(DONTNEED): the kernel re-reads on next touch
-  void release_pages(std::size_t begin, std::size_t end) const;  // the whole pages inside [begin, end)
-
- private:
-  std::string path_;
-  const uint8_t* data_ = nullptr;
-  std::size_t size_ = 0;
-};
 
 struct TensorSpec {
   std::string name;

@@ -229,7 +229,11 @@ Trace::Trace(const std::vector<std::string>& paths) {
   for (std::size_t si = 0; si < files_.size(); ++si) {
     const std::string& label = files_[si];
     auto shard = std::make_unique<Shard>();
-    shard->file = std::make_unique<MappedFile>(label);
+    try {
+      shard->file = std::make_unique<MappedFile>(label);
+    } catch (const std::runtime_error& e) {
+      throw TraceError(e.what());  // callers of the trace reader catch one error type
+    }
     shard->header = parse_safetensors(shard->file->data(), shard->file->size(), label);
     const SafetensorsHeader& h = shard->header;
     TraceMeta meta = parse_trace_meta(h.metadata, label);

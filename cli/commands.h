@@ -11,5 +11,9 @@ void add_validate(CLI::App& app);
 void add_paths(CLI::App& app);
 void add_compare(CLI::App& app);
 void add_datagen(CLI::App& app);
+void add_runs(CLI::App& app);
+#ifdef MOETB_WITH_TORCH
+void add_train(CLI::App& app);
+#endif
 
 }  // namespace moetb::cli

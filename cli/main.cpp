@@ -18,6 +18,10 @@ int main(int argc, char** argv) {
   moetb::cli::add_paths(app);
   moetb::cli::add_compare(app);
   moetb::cli::add_datagen(app);
+  moetb::cli::add_runs(app);
+#ifdef MOETB_WITH_TORCH
+  moetb::cli::add_train(app);
+#endif
   auto command_name = [&app] {
     std::string name = "moetb";
     for (const auto* sub : app.get_subcommands()) name += " " + sub->get_name();
@@ -35,7 +39,10 @@ int main(int argc, char** argv) {
     std::cerr << command_name() << ": error: " << moetb::TraceError::one_line(e.what()) << " (see --help)" << std::endl;
     return 1;
   } catch (const std::exception& e) {
-    std::cerr << command_name() << ": error: " << moetb::TraceError::one_line(e.what()) << std::endl;
+    // LibTorch errors (c10::Error) append a backtrace after the message: keep the message.
+    std::string what = e.what();
+    what = what.substr(0, what.find("\nException raised from"));
+    std::cerr << command_name() << ": error: " << moetb::TraceError::one_line(what) << std::endl;
     return 1;
   }
   return moetb::cli::exit_code();

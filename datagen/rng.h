@@ -3,6 +3,7 @@
 // integer draws, because std:: distributions differ between standard libraries
 // and "same config and seed give byte-identical files" must hold everywhere.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <initializer_list>
 
@@ -44,6 +45,11 @@ class Rng {
     s_[2] ^= t;
     s_[3] = rotl(s_[3], 45);
     return result;
+  }
+  // The full generator state, for checkpoints (restore continues the same stream).
+  std::array<uint64_t, 4> state() const { return {s_[0], s_[1], s_[2], s_[3]}; }
+  void set_state(const std::array<uint64_t, 4>& s) {
+    for (int i = 0; i < 4; ++i) s_[i] = s[i];
   }
   double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }  // [0, 1)
   // Uniform integer in [0, n), unbiased (Lemire's multiply-and-reject).

@@ -1,0 +1,40 @@
+// Evaluation on held-out data: per-domain next-token loss in bits next to datagen's
+// entropy-rate floor, and the routing of every MoE block recorded as a trace (format v1,
+// trace-format.md) for the metric suite. The model never computes a metric itself
+// (design.md); the trainer hands the trace to metrics/.
+#pragma once
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <vector>
+
+#include "datagen/dataset.h"
+#include "metrics/trace.h"
+#include "models/transformer.h"
+
+namespace moetb {
+
+struct DomainLoss {
+  std::string name;
+  int64_t n_tokens = 0;                 // predicted tokens whose target is in this domain
+  double loss_bits = 0.0;               // mean cross-entropy, bits per token
+  std::optional<double> floor_bits;     // the domain's analytic entropy rate
+};
+
+struct EvalResult {
+  double loss_bits = 0.0;               // over all predicted tokens
+  std::optional<double> floor_bits;     // token-weighted mean of the domain floors
+  double unigram_bits = 0.0;            // cross-entropy of the train split's unigram model on the same tokens
+  std::vector<DomainLoss> domains;
+  TraceData trace;                      // routing of the evaluated tokens, one layer per MoE block
+  nlohmann::json to_json() const;       // loss, floor, gap, gap_closed, per-domain entries
+};
+
+// Evaluates the first `n_sequences` validation sequences (0 = all) in batches of `batch`.
+// `reference_groups` (may be empty) and `model_name` go into the trace's metadata.
+EvalResult evaluate(MoETransformerImpl& model, const Dataset& data, int64_t n_sequences, int64_t batch,
+                    const at::Device& device, const std::vector<std::vector<int>>& reference_groups);
+
+}  // namespace moetb

@@ -1,0 +1,135 @@
+// MoE feed-forward with sort-based dispatch (see moe_layer.h). The (token, slot) pairs that
+// hold an expert are stably sorted by expert id, so each expert's tokens form one
+// contiguous slice: gather the rows once, one gate/up/down product per expert that got
+// tokens, scale by the routing weight, index_add_ back. Switch Transformer (arXiv
+// 2101.03961) dispatch without capacity; the dense reference below checks it in tests.
+#include "models/moe_layer.h"
+
+#include <ATen/ops/bincount.h>
+#include <ATen/ops/cat.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/matmul.h>
+#include <ATen/ops/mm.h>
+#include <ATen/ops/silu.h>
+#include <ATen/ops/sort.h>
+#include <ATen/ops/zeros.h>
+#include <ATen/ops/zeros_like.h>
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <vector>
+
+namespace moetb {
+
+namespace {
+
+// nn.Linear's default init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)), from the global generator.
+at::Tensor uniform_init(at::IntArrayRef shape, int64_t fan_in) {
+  const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
+  return at::empty(shape, at::kFloat).uniform_(-bound, bound);
+}
+
+// SwiGLU: (silu(x W_gate) * (x W_up)) W_down. x: [n, d_model], W_gate/W_up: [d_model, f],
+// W_down: [f, d_model] (or batched with a leading [E] and x: [1, n, d_model]).
+at::Tensor swiglu(const at::Tensor& x, const at::Tensor& w_gate, const at::Tensor& w_up, const at::Tensor& w_down) {
+  return at::matmul(at::silu(at::matmul(x, w_gate)).mul(at::matmul(x, w_up)), w_down);
+}
+
+std::string shape_string(const at::Tensor& t) {
+  if (!t.defined()) return "undefined";
+  std::string s = "[";
+  for (int64_t i = 0; i < t.dim(); ++i) s += (i ? ", " : "") + std::to_string(t.size(i));
+  return s + "]";
+}
+
+void check_positive(int64_t v, const char* field) {
+  if (v < 1) throw std::invalid_argument(std::string("MoE ") + field + " must be >= 1, got " + std::to_string(v));
+}
+
+}  // namespace
+
+MoEFeedForwardImpl::MoEFeedForwardImpl(const MoEConfig& cfg) : cfg_(cfg) {
+  check_positive(cfg_.d_model, "d_model");
+  check_positive(cfg_.d_ff, "d_ff");
+  check_positive(cfg_.n_experts, "n_experts");
+  if (cfg_.n_shared_experts < 0)
+    throw std::invalid_argument("MoE n_shared_experts must be >= 0, got " + std::to_string(cfg_.n_shared_experts));
+  cfg_.router.n_experts = cfg_.n_experts;  // the layer's fields are the single source of truth
+  cfg_.router.top_k = cfg_.top_k;
+  router_ = make_router(cfg_.router);  // validates top_k and the router options
+
+  const int64_t n_experts = cfg_.n_experts, d_model = cfg_.d_model, d_ff = cfg_.d_ff;
+  router_weight = register_parameter("router_weight", uniform_init({n_experts, d_model}, d_model));
+  w_gate = register_parameter("w_gate", uniform_init({n_experts, d_model, d_ff}, d_model));
+  w_up = register_parameter("w_up", uniform_init({n_experts, d_model, d_ff}, d_model));
+  w_down = register_parameter("w_down", uniform_init({n_experts, d_ff, d_model}, d_ff));
+  if (cfg_.n_shared_experts > 0) {
+    const int64_t d_shared = cfg_.n_shared_experts * d_ff;
+    shared_gate = register_parameter("shared_gate", uniform_init({d_model, d_shared}, d_model));
+    shared_up = register_parameter("shared_up", uniform_init({d_model, d_shared}, d_model));
+    shared_down = register_parameter("shared_down", uniform_init({d_shared, d_model}, d_shared));
+  }
+}
+
+MoEOutput MoEFeedForwardImpl::forward(const at::Tensor& x, const RouteContext& ctx) {
+  if (!x.defined() || x.dim() != 2 || x.size(1) != cfg_.d_model)
+    throw std::invalid_argument("MoE input must be [n_tokens, " + std::to_string(cfg_.d_model) + "], got " +
+                                shape_string(x));
+  if (x.scalar_type() != router_weight.scalar_type())
+    throw std::invalid_argument("MoE input dtype " + std::string(c10::toString(x.scalar_type())) +
+                                " differs from the parameters' " + c10::toString(router_weight.scalar_type()));
+  const int64_t top_k = cfg_.top_k;
+  const at::Tensor logits = at::mm(x, router_weight.t());  // [n_tokens, E]
+  MoEOutput out;
+  out.decision = router_->route(logits, ctx);
+
+  // (token, slot) pairs with an expert, grouped by expert; stable, so the order inside an
+  // expert's slice (and the index_add_ order) is the token order: deterministic sums.
+  const at::Tensor flat_experts = out.decision.experts.reshape({-1});                     // [n_tokens * k]
+  const at::Tensor slots = flat_experts.ge(0).nonzero().squeeze(1);                        // [m]
+  at::Tensor sorted_experts, order;                                                        // [m]
+  std::tie(sorted_experts, order) = at::sort(flat_experts.index_select(0, slots), /*stable=*/true, 0, false);
+  const at::Tensor sorted_slots = slots.index_select(0, order);                           // [m]
+  const at::Tensor tokens = sorted_slots.div(top_k, "trunc");                            // [m]
+  const at::Tensor w = out.decision.weights.reshape({-1}).index_select(0, sorted_slots);  // [m]
+  const at::Tensor counts = at::bincount(sorted_experts, {}, cfg_.n_experts).cpu();       // [E], one sync
+  const at::Tensor xs = x.index_select(0, tokens);                                        // [m, d_model]
+
+  // unbind (not select per expert): autograd then stacks the E expert grads once.
+  const std::vector<at::Tensor> gate = w_gate.unbind(0), up = w_up.unbind(0), down = w_down.unbind(0);
+  const int64_t* count = counts.data_ptr<int64_t>();
+  std::vector<at::Tensor> parts;  // per active expert: [count_e, d_model]
+  int64_t offset = 0;
+  for (int64_t e = 0; e < cfg_.n_experts; ++e) {
+    if (count[e] == 0) continue;
+    const auto i = static_cast<std::size_t>(e);
+    parts.push_back(swiglu(xs.narrow(0, offset, count[e]), gate[i], up[i], down[i]));
+    offset += count[e];
+  }
+  at::Tensor y = at::zeros_like(x);  // [n_tokens, d_model]
+  if (!parts.empty()) y = y.index_add(0, tokens, at::cat(parts, 0).mul(w.unsqueeze(1)));
+  if (cfg_.n_shared_experts > 0) y = y.add(swiglu(x, shared_gate, shared_up, shared_down));
+  out.y = y;
+  return out;
+}
+
+MoEOutput moe_forward_dense_reference(MoEFeedForwardImpl& layer, const at::Tensor& x, const RouteContext& ctx) {
+  const int64_t n_experts = layer.config().n_experts;
+  const at::Tensor logits = at::mm(x, layer.router_weight.t());  // [n_tokens, E]
+  MoEOutput out;
+  out.decision = layer.router().route(logits, ctx);
+  const at::Tensor& experts = out.decision.experts;                                  // [n_tokens, k]
+  const at::Tensor empty = experts.lt(0);                                             // [n_tokens, k]
+  const at::Tensor gate = at::zeros({x.size(0), n_experts}, x.options())              // [n_tokens, E]
+                              .scatter_add(1, experts.clamp_min(0), out.decision.weights.masked_fill(empty, 0.0));
+  const at::Tensor all = swiglu(x.unsqueeze(0), layer.w_gate, layer.w_up, layer.w_down);  // [E, n_tokens, d_model]
+  at::Tensor y = gate.t().unsqueeze(2).mul(all).sum(0);                                   // [n_tokens, d_model]
+  if (layer.config().n_shared_experts > 0)
+    y = y.add(swiglu(x, layer.shared_gate, layer.shared_up, layer.shared_down));
+  out.y = y;
+  return out;
+}
+
+}  // namespace moetb

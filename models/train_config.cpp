@@ -1,0 +1,94 @@
+// Binding and validation of TrainConfig (train_config.h).
+#include "models/train_config.h"
+
+#include <stdexcept>
+
+#include "common/config_binder.h"
+
+namespace moetb {
+
+void bind_train_config(ConfigBinder& b, TrainConfig& c) {
+  b.add("data.dir", &c.data_dir, "dataset directory written by moetb datagen");
+  b.add("model.d_model", &c.d_model, "model width");
+  b.add("model.n_layers", &c.n_layers, "transformer blocks");
+  b.add("model.n_heads", &c.n_heads, "attention heads (head width must be even)");
+  b.add("model.first_k_dense", &c.first_k_dense, "leading blocks with a dense SwiGLU instead of MoE");
+  b.add("model.dense_d_ff", &c.dense_d_ff, "width of those dense blocks (0 = moe.d_ff * moe.top_k)");
+  b.add("model.tie_embeddings", &c.tie_embeddings, "LM head shares the embedding matrix");
+  b.add("model.rope_theta", &c.rope_theta, "rotary base");
+  b.add("moe.n_experts", &c.n_experts, "experts E per MoE block");
+  b.add("moe.top_k", &c.top_k, "experts per token");
+  b.add("moe.d_ff", &c.d_ff, "hidden width of each SwiGLU expert");
+  b.add("moe.n_shared_experts", &c.n_shared_experts, "always-on shared experts");
+  b.add("router.name", &c.router, "topk, oracle, hash or random");
+  b.add("router.score", &c.score, "softmax or sigmoid (topk)");
+  b.add("router.renormalize", &c.renormalize, "renormalise the selected weights to sum 1");
+  b.add("router.balance_coef", &c.balance_coef, "Switch load-balancing loss coefficient (micro-batch scope)");
+  b.add("router.z_loss_coef", &c.z_loss_coef, "router z-loss coefficient");
+  b.add("router.oracle_overlap", &c.oracle_overlap, "experts each domain's reference group shares with the next");
+  b.add("train.steps", &c.steps, "optimizer steps");
+  b.add("train.micro_batch", &c.micro_batch, "sequences per micro-batch");
+  b.add("train.accum_steps", &c.accum_steps, "micro-batches accumulated per optimizer step (global batch)");
+  b.add("train.lr", &c.lr, "peak learning rate (AdamW)");
+  b.add("train.min_lr_ratio", &c.min_lr_ratio, "final learning rate as a fraction of the peak");
+  b.add("train.warmup_steps", &c.warmup_steps, "linear warmup steps");
+  b.add("train.weight_decay", &c.weight_decay, "AdamW weight decay");
+  b.add("train.beta1", &c.beta1, "AdamW beta1");
+  b.add("train.beta2", &c.beta2, "AdamW beta2");
+  b.add("train.grad_clip", &c.grad_clip, "global gradient-norm clip (0 = off)");
+  b.add("train.seed", &c.seed, "seed for weights, batch order and the hash/random routers");
+  b.add("train.threads", &c.threads, "intra-op threads");
+  b.add("train.device", &c.device, "cpu or cuda");
+  b.add("eval.every", &c.eval_every, "evaluate and write a routing trace every N steps (and at the end)");
+  b.add("eval.sequences", &c.eval_sequences, "validation sequences per evaluation (0 = all)");
+  b.add("checkpoint.every", &c.checkpoint_every, "checkpoint every N steps (0 = only at the end)");
+  b.add("log.every", &c.log_every, "progress line every N steps when not on a terminal");
+  b.add("debug.nan_at_step", &c.nan_at_step, "test hook: poison the loss at this step (0 = never)");
+}
+
+namespace {
+[[noreturn]] void bad(const std::string& key, const std::string& what) { throw std::invalid_argument(key + ": " + what); }
+void at_least(const std::string& key, int64_t v, int64_t lo) {
+  if (v < lo) bad(key, std::to_string(v) + " is below " + std::to_string(lo));
+}
+}  // namespace
+
+void validate_train_config(const TrainConfig& c) {
+  if (c.data_dir.empty()) bad("data.dir", "no dataset given (--data DIR or data.dir in the config)");
+  at_least("model.d_model", c.d_model, 2);
+  at_least("model.n_layers", c.n_layers, 1);
+  at_least("model.n_heads", c.n_heads, 1);
+  if (c.d_model % c.n_heads != 0 || (c.d_model / c.n_heads) % 2 != 0) bad("model.n_heads", "must split d_model into heads of even width");
+  if (c.first_k_dense < 0 || c.first_k_dense >= c.n_layers) bad("model.first_k_dense", "must be in [0, n_layers)");
+  at_least("model.dense_d_ff", c.dense_d_ff, 0);
+  at_least("moe.n_experts", c.n_experts, 1);
+  if (c.top_k < 1 || c.top_k > c.n_experts) bad("moe.top_k", "must be in [1, n_experts]");
+  at_least("moe.d_ff", c.d_ff, 1);
+  at_least("moe.n_shared_experts", c.n_shared_experts, 0);
+  if (c.router != "topk" && c.router != "oracle" && c.router != "hash" && c.router != "random")
+    bad("router.name", "unknown router '" + c.router + "' (known: topk, oracle, hash, random)");
+  if (c.score != "softmax" && c.score != "sigmoid") bad("router.score", "'" + c.score + "' is not softmax or sigmoid");
+  if (!(c.balance_coef >= 0.0)) bad("router.balance_coef", "must be >= 0");
+  if (!(c.z_loss_coef >= 0.0)) bad("router.z_loss_coef", "must be >= 0");
+  at_least("router.oracle_overlap", c.oracle_overlap, 0);
+  at_least("train.steps", c.steps, 1);
+  at_least("train.micro_batch", c.micro_batch, 1);
+  at_least("train.accum_steps", c.accum_steps, 1);
+  if (!(c.lr > 0.0)) bad("train.lr", "must be > 0");
+  if (!(c.min_lr_ratio >= 0.0 && c.min_lr_ratio <= 1.0)) bad("train.min_lr_ratio", "must be in [0, 1]");
+  at_least("train.warmup_steps", c.warmup_steps, 0);
+  if (!(c.weight_decay >= 0.0)) bad("train.weight_decay", "must be >= 0");
+  if (!(c.beta1 >= 0.0 && c.beta1 < 1.0)) bad("train.beta1", "must be in [0, 1)");
+  if (!(c.beta2 >= 0.0 && c.beta2 < 1.0)) bad("train.beta2", "must be in [0, 1)");
+  if (!(c.grad_clip >= 0.0)) bad("train.grad_clip", "must be >= 0");
+  at_least("train.seed", c.seed, 0);
+  at_least("train.threads", c.threads, 1);
+  if (c.device != "cpu" && c.device != "cuda") bad("train.device", "'" + c.device + "' is not cpu or cuda");
+  at_least("eval.every", c.eval_every, 1);
+  at_least("eval.sequences", c.eval_sequences, 0);
+  at_least("checkpoint.every", c.checkpoint_every, 0);
+  at_least("log.every", c.log_every, 1);
+  at_least("debug.nan_at_step", c.nan_at_step, 0);
+}
+
+}  // namespace moetb

@@ -1,0 +1,59 @@
+// The training config: model, router, optimisation, evaluation and checkpoint knobs as a
+// plain aggregate with a default and a comment per field, bound to dotted TOML keys
+// ("model.d_model", "router.name", "train.lr", ...). docs/training.md lists them all.
+// Defaults are the README demo: they train in about a minute per run on one core.
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace moetb {
+class ConfigBinder;
+
+struct TrainConfig {
+  std::string data_dir;            // data.dir: a dataset written by `moetb datagen` (required)
+  // model
+  int64_t d_model = 128;
+  int64_t n_layers = 2;
+  int64_t n_heads = 4;
+  int64_t first_k_dense = 0;       // leading dense blocks (DeepSeek's first_k_dense)
+  int64_t dense_d_ff = 0;          // 0 = moe.d_ff * moe.top_k
+  bool tie_embeddings = true;
+  double rope_theta = 10000.0;
+  // moe
+  int64_t n_experts = 8;
+  int64_t top_k = 2;
+  int64_t d_ff = 128;              // per expert
+  int64_t n_shared_experts = 0;
+  // router
+  std::string router = "topk";     // topk, oracle, hash, random
+  std::string score = "softmax";   // softmax or sigmoid (topk)
+  bool renormalize = true;
+  double balance_coef = 0.01;      // Switch load-balancing loss over the micro-batch
+  double z_loss_coef = 0.001;      // router z-loss
+  int64_t oracle_overlap = 0;      // experts each domain group shares with the next (oracle/reference groups)
+  // optimisation
+  int64_t steps = 200;             // optimizer steps (global batches)
+  int64_t micro_batch = 16;        // sequences per forward/backward
+  int64_t accum_steps = 1;         // micro-batches per global batch
+  double lr = 3e-3;
+  double min_lr_ratio = 0.1;       // cosine decays to lr * min_lr_ratio
+  int64_t warmup_steps = 20;
+  double weight_decay = 0.1;
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double grad_clip = 1.0;          // global L2 norm; 0 = off
+  int64_t seed = 1;                // weights, batch order, hash/random routers
+  int64_t threads = 1;             // intra-op threads (1 is fastest for these sizes here)
+  std::string device = "cpu";      // cpu or cuda
+  // evaluation, traces, checkpoints
+  int64_t eval_every = 100;        // evaluate (and write a trace) every N steps and at the end
+  int64_t eval_sequences = 256;    // validation sequences per evaluation (0 = all)
+  int64_t checkpoint_every = 100;  // 0 = only at the end
+  int64_t log_every = 10;          // plain progress lines when stderr is not a terminal
+  int64_t nan_at_step = 0;         // test hook: make the loss NaN at this step (0 = never)
+};
+
+void bind_train_config(ConfigBinder& binder, TrainConfig& cfg);
+void validate_train_config(const TrainConfig& cfg);  // throws std::invalid_argument("key: problem")
+
+}  // namespace moetb

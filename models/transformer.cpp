@@ -1,0 +1,141 @@
+// MoETransformer (transformer.h).
+#include "models/transformer.h"
+
+#include <ATen/ops/arange.h>
+#include <ATen/ops/cat.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/matmul.h>
+#include <ATen/ops/ones.h>
+#include <ATen/ops/ones_like.h>
+#include <ATen/ops/outer.h>
+#include <ATen/ops/pow.h>
+#include <ATen/ops/silu.h>
+#include <ATen/ops/zeros.h>
+
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+
+#include "datagen/rng.h"
+#include <string>
+
+namespace moetb {
+namespace {
+
+at::Tensor uniform_init(at::IntArrayRef shape, int64_t fan_in) {
+  const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
+  return at::empty(shape, at::kFloat).uniform_(-bound, bound);
+}
+
+void require(bool ok, const std::string& field, const std::string& what) {
+  if (!ok) throw std::invalid_argument("model." + field + ": " + what);
+}
+
+}  // namespace
+
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  return x * (x.pow(2).mean(-1, true) + eps).rsqrt() * weight;
+}
+
+at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  const int64_t half = x.size(-1) / 2;
+  const at::Tensor x1 = x.narrow(-1, 0, half), x2 = x.narrow(-1, half, half);  // [B, H, S, hd/2]
+  return at::cat({x1 * cos - x2 * sin, x1 * sin + x2 * cos}, -1);
+}
+
+MoETransformerImpl::MoETransformerImpl(const ModelConfig& cfg) : cfg_(cfg) {
+  require(cfg_.vocab_size >= 2, "vocab_size", "must be >= 2 (it comes from the dataset)");
+  require(cfg_.d_model >= 2, "d_model", "must be >= 2");
+  require(cfg_.n_layers >= 1, "n_layers", "must be >= 1");
+  require(cfg_.n_heads >= 1 && cfg_.d_model % cfg_.n_heads == 0 && (cfg_.d_model / cfg_.n_heads) % 2 == 0, "n_heads",
+          "must divide d_model into heads of even width");
+  require(cfg_.first_k_dense >= 0 && cfg_.first_k_dense < cfg_.n_layers, "first_k_dense", "must be in [0, n_layers)");
+  require(cfg_.max_seq_len >= 1, "max_seq_len", "must be >= 1");
+  cfg_.moe.d_model = cfg_.d_model;
+  const int64_t D = cfg_.d_model, V = cfg_.vocab_size;
+  const int64_t dense_ff = cfg_.dense_d_ff > 0 ? cfg_.dense_d_ff : cfg_.moe.d_ff * cfg_.moe.top_k;
+
+  embedding_ = register_parameter("embedding", at::empty({V, D}, at::kFloat).normal_(0.0, 0.02));  // GPT-2's scale
+  if (!cfg_.tie_embeddings) head_ = register_parameter("head", uniform_init({D, V}, D));
+  final_norm_ = register_parameter("final_norm", at::ones({D}, at::kFloat));
+  // Rotary table: angle(pos, i) = pos * theta^(-2i / head_dim).
+  const int64_t half = D / cfg_.n_heads / 2;
+  const at::Tensor inv_freq = at::pow(cfg_.rope_theta, at::arange(half, at::kDouble) * (-2.0 / static_cast<double>(2 * half)));
+  const at::Tensor angles = at::outer(at::arange(cfg_.max_seq_len, at::kDouble), inv_freq).to(at::kFloat);  // [S, hd/2]
+  rope_cos_ = register_buffer("rope_cos", angles.cos());
+  rope_sin_ = register_buffer("rope_sin", angles.sin());
+
+  for (int64_t l = 0; l < cfg_.n_layers; ++l) {
+    const std::string p = "block" + std::to_string(l) + "_";
+    Block b;
+    b.norm1 = register_parameter(p + "norm1", at::ones({D}, at::kFloat));
+    b.norm2 = register_parameter(p + "norm2", at::ones({D}, at::kFloat));
+    b.w_qkv = register_parameter(p + "w_qkv", uniform_init({D, 3 * D}, D));
+    b.w_out = register_parameter(p + "w_out", uniform_init({D, D}, D));
+    if (l < cfg_.first_k_dense) {
+      b.dense_gate = register_parameter(p + "dense_gate", uniform_init({D, dense_ff}, D));
+      b.dense_up = register_parameter(p + "dense_up", uniform_init({D, dense_ff}, D));
+      b.dense_down = register_parameter(p + "dense_down", uniform_init({dense_ff, D}, dense_ff));
+    } else {
+      b.moe_index = static_cast<int64_t>(moe_.size());
+      MoEConfig block_moe = cfg_.moe;  // each block's hash/random router gets its own stream
+      block_moe.router.seed = mix_seed({cfg_.moe.router.seed, static_cast<uint64_t>(l)});
+      moe_.push_back(register_module(p + "moe", MoEFeedForward(block_moe)));
+    }
+    blocks_.push_back(b);
+  }
+}
+
+at::Tensor MoETransformerImpl::attention(const Block& b, const at::Tensor& x) const {
+  const int64_t B = x.size(0), S = x.size(1), D = cfg_.d_model, H = cfg_.n_heads, hd = D / H;
+  const at::Tensor qkv = at::matmul(x, b.w_qkv).view({B, S, 3, H, hd}).permute({2, 0, 3, 1, 4});  // [3, B, H, S, hd]
+  const at::Tensor cos = rope_cos_.narrow(0, 0, S), sin = rope_sin_.narrow(0, 0, S);            // [S, hd/2]
+  const at::Tensor q = apply_rope(qkv[0], cos, sin), k = apply_rope(qkv[1], cos, sin), v = qkv[2];  // [B, H, S, hd]
+  at::Tensor scores = at::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(static_cast<double>(hd)));  // [B, H, S, S]
+  const at::Tensor future = at::ones({S, S}, x.options().dtype(at::kBool)).triu(1);
+  scores = scores.masked_fill(future, -std::numeric_limits<float>::infinity());
+  const at::Tensor out = at::matmul(scores.softmax(-1), v);  // [B, H, S, hd]
+  return at::matmul(out.transpose(1, 2).reshape({B, S, D}), b.w_out);
+}
+
+LMOutput MoETransformerImpl::forward(const at::Tensor& tokens, const at::Tensor& domains, bool training) {
+  if (tokens.dim() != 2 || tokens.scalar_type() != at::kLong)
+    throw std::invalid_argument("model input: tokens must be [B, S] int64");
+  const int64_t B = tokens.size(0), S = tokens.size(1), D = cfg_.d_model;
+  if (S > cfg_.max_seq_len)
+    throw std::invalid_argument("model input: sequence length " + std::to_string(S) + " exceeds max_seq_len " + std::to_string(cfg_.max_seq_len));
+  RouteContext ctx;
+  ctx.token_ids = tokens.reshape({B * S});                                                      // [B*S]
+  if (domains.defined()) ctx.domain_ids = domains.reshape({B * S});                             // [B*S]
+  ctx.sequence_ids = at::arange(B, tokens.options()).repeat_interleave(S);                      // [B*S]
+  ctx.training = training;
+
+  LMOutput out;
+  at::Tensor x = embedding_.index_select(0, ctx.token_ids).view({B, S, D});  // [B, S, D]
+  out.aux_loss = at::zeros({}, x.options());
+  for (std::size_t l = 0; l < blocks_.size(); ++l) {
+    const Block& b = blocks_[l];
+    x = x + attention(b, rms_norm(x, b.norm1));
+    const at::Tensor h = rms_norm(x, b.norm2);  // [B, S, D]
+    if (b.moe_index < 0) {
+      x = x + at::matmul(at::silu(at::matmul(h, b.dense_gate)) * at::matmul(h, b.dense_up), b.dense_down);
+    } else {
+      MoEOutput m = moe_[b.moe_index]->forward(h.reshape({B * S, D}), ctx);
+      x = x + m.y.view({B, S, D});
+      out.aux_loss = out.aux_loss + m.decision.aux_loss;
+      out.decisions.push_back(std::move(m.decision));
+      out.moe_blocks.push_back(static_cast<int64_t>(l));
+    }
+  }
+  x = rms_norm(x, final_norm_);
+  out.logits = cfg_.tie_embeddings ? at::matmul(x, embedding_.t()) : at::matmul(x, head_);  // [B, S, V]
+  return out;
+}
+
+std::vector<Router*> MoETransformerImpl::routers() {
+  std::vector<Router*> out;
+  for (auto& m : moe_) out.push_back(&m->router());
+  return out;
+}
+
+}  // namespace moetb

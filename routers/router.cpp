@@ -1,0 +1,143 @@
+// The Router base: config validation, the checking entry point route(), and the auxiliary
+// losses shared by the learned routers: Switch load balancing (arXiv 2101.03961,
+// E * sum_e f_e * P_e) and the ST-MoE router z-loss (arXiv 2202.08906). Both are taken over
+// the micro-batch handed to route(); sequence and global-batch scopes come later.
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/bincount.h>
+#include <ATen/ops/logsumexp.h>
+#include <ATen/ops/zeros.h>
+
+#include <cmath>
+#include <sstream>
+#include <stdexcept>
+#include <utility>
+
+#include "routers/router.h"
+#include "routers/router_internal.h"
+
+namespace moetb {
+
+namespace {
+
+void check_coef(double v, const char* field) {
+  if (!std::isfinite(v) || v < 0)
+    throw std::invalid_argument(std::string("router ") + field + " must be finite and >= 0, got " +
+                                std::to_string(v));
+}
+
+// A context tensor, when present, must be [n_tokens] int64 on the logits' device.
+void check_ctx_tensor(const at::Tensor& t, const char* field, const at::Tensor& logits,
+                      const std::string& router) {
+  if (!t.defined()) return;
+  const int64_t n_tokens = logits.size(0);
+  if (t.dim() != 1 || t.size(0) != n_tokens || t.scalar_type() != at::kLong)
+    throw std::invalid_argument("router '" + router + "': ctx." + field + " must be [" +
+                                std::to_string(n_tokens) + "] int64, got " + shape_string(t) + " " +
+                                std::string(c10::toString(t.scalar_type())));
+  if (t.device() != logits.device())
+    throw std::invalid_argument("router '" + router + "': ctx." + field + " is on " + t.device().str() +
+                                " but the logits are on " + logits.device().str());
+}
+
+void check_output(const at::Tensor& t, const char* field, std::vector<int64_t> shape, at::ScalarType dtype,
+                  const std::string& router) {
+  if (!t.defined() || t.sizes() != at::IntArrayRef(shape) || t.scalar_type() != dtype) {
+    std::ostringstream want;
+    want << at::IntArrayRef(shape) << " " << c10::toString(dtype);
+    throw std::runtime_error("router '" + router + "' returned " + field + " " +
+                             (t.defined() ? shape_string(t) + " " + c10::toString(t.scalar_type()) : "undefined") +
+                             ", want " + want.str());
+  }
+}
+
+}  // namespace
+
+std::string shape_string(const at::Tensor& t) {
+  if (!t.defined()) return "undefined";
+  std::ostringstream s;
+  s << t.sizes();
+  return s.str();
+}
+
+Router::Router(RouterConfig cfg) : cfg_(std::move(cfg)) {
+  if (cfg_.n_experts < 1)
+    throw std::invalid_argument("router n_experts must be >= 1, got " + std::to_string(cfg_.n_experts));
+  if (cfg_.top_k < 1 || cfg_.top_k > cfg_.n_experts)
+    throw std::invalid_argument("router top_k must lie in [1, n_experts=" + std::to_string(cfg_.n_experts) +
+                                "], got " + std::to_string(cfg_.top_k));
+  if (cfg_.score != "softmax" && cfg_.score != "sigmoid")
+    throw std::invalid_argument("router score must be 'softmax' or 'sigmoid', got '" + cfg_.score + "'");
+  check_coef(cfg_.balance_coef, "balance_coef");
+  check_coef(cfg_.z_loss_coef, "z_loss_coef");
+}
+
+Router::~Router() = default;
+
+RoutingDecision Router::route(const at::Tensor& logits, const RouteContext& ctx) {
+  const std::string who = name();
+  const int64_t n_experts = cfg_.n_experts;
+  if (!logits.defined()) throw std::invalid_argument("router '" + who + "': logits are undefined");
+  if (logits.dim() != 2 || logits.size(1) != n_experts)
+    throw std::invalid_argument("router '" + who + "': logits must be [n_tokens, " + std::to_string(n_experts) +
+                                "], got " + shape_string(logits));
+  if (logits.scalar_type() != at::kFloat && logits.scalar_type() != at::kDouble)
+    throw std::invalid_argument("router '" + who + "': logits must be float32 or float64, got " +
+                                std::string(c10::toString(logits.scalar_type())));
+  check_ctx_tensor(ctx.token_ids, "token_ids", logits, who);
+  check_ctx_tensor(ctx.domain_ids, "domain_ids", logits, who);
+  check_ctx_tensor(ctx.sequence_ids, "sequence_ids", logits, who);
+  if (needs_domain_ids() && !ctx.domain_ids.defined())
+    throw std::invalid_argument("router '" + who + "' needs ctx.domain_ids ([n_tokens] int64)");
+  if (needs_token_ids() && !ctx.token_ids.defined())
+    throw std::invalid_argument("router '" + who + "' needs ctx.token_ids ([n_tokens] int64)");
+
+  RoutingDecision d = do_route(logits, ctx);
+
+  const int64_t n_tokens = logits.size(0);
+  check_output(d.experts, "experts", {n_tokens, cfg_.top_k}, at::kLong, who);
+  check_output(d.weights, "weights", {n_tokens, cfg_.top_k}, logits.scalar_type(), who);
+  check_output(d.probs, "probs", {n_tokens, n_experts}, logits.scalar_type(), who);
+  check_output(d.aux_loss, "aux_loss", {}, logits.scalar_type(), who);
+#ifndef NDEBUG
+  // Ids in [-1, E) and no expert twice in a row: sort each row, compare neighbours.
+  if (n_tokens > 0) {
+    if (d.experts.min().item<int64_t>() < -1 || d.experts.max().item<int64_t>() >= n_experts)
+      throw std::runtime_error("router '" + who + "' returned an expert id outside [-1, E)");
+    const at::Tensor sorted = std::get<0>(d.experts.sort(1));  // [n_tokens, top_k]
+    if (cfg_.top_k > 1) {
+      const at::Tensor lo = sorted.narrow(1, 0, cfg_.top_k - 1), hi = sorted.narrow(1, 1, cfg_.top_k - 1);
+      if (lo.eq(hi).logical_and(hi.ge(0)).any().item<bool>())
+        throw std::runtime_error("router '" + who + "' returned an expert twice for one token");
+    }
+  }
+#endif
+  return d;
+}
+
+at::Tensor switch_balance_loss(const at::Tensor& probs, const at::Tensor& experts) {
+  const int64_t n_experts = probs.size(1);
+  const at::Tensor ids = experts.reshape({-1}).masked_select(experts.reshape({-1}).ge(0));  // [n_assigned]
+  if (probs.size(0) == 0 || ids.numel() == 0) return at::zeros({}, probs.options());
+  const at::Tensor f =
+      at::bincount(ids, {}, n_experts).to(probs.scalar_type()).div(static_cast<double>(ids.numel()));  // [n_experts]
+  const at::Tensor p = probs.mean(0);                     // [n_experts]
+  return f.mul(p).sum().mul(static_cast<double>(n_experts));  // []
+}
+
+at::Tensor router_z_loss(const at::Tensor& logits) {
+  if (logits.size(0) == 0) return at::zeros({}, logits.options());
+  return at::logsumexp(logits, {1}).pow(2).mean();  // [n_tokens] -> []
+}
+
+void set_learned_aux(RoutingDecision& decision, const at::Tensor& logits, const at::Tensor& probs,
+                     const RouterConfig& cfg) {
+  const at::Tensor balance = switch_balance_loss(probs, decision.experts);  // []
+  const at::Tensor z = router_z_loss(logits);                               // []
+  decision.aux_loss = balance.mul(cfg.balance_coef).add(z.mul(cfg.z_loss_coef));
+  decision.aux_terms["balance"] = balance.item<double>();
+  decision.aux_terms["z_loss"] = z.item<double>();
+}
+
+at::Tensor zero_aux(const at::Tensor& logits) { return at::zeros({}, logits.options()); }
+
+}  // namespace moetb

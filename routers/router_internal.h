@@ -1,0 +1,39 @@
+// Internal to moetb_routers: the factory of each router (one per file, listed by the
+// explicit registry in registry.cpp) and the auxiliary losses they share: the Switch
+// load-balancing loss (arXiv 2101.03961) and the ST-MoE router z-loss (arXiv 2202.08906),
+// both over the micro-batch. Not part of the public interface (include routers/router.h).
+#pragma once
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+#include <string>
+
+#include "routers/router.h"
+
+namespace moetb {
+
+std::unique_ptr<Router> make_topk_router(const RouterConfig& cfg);
+std::unique_ptr<Router> make_oracle_router(const RouterConfig& cfg);
+std::unique_ptr<Router> make_hash_router(const RouterConfig& cfg);
+std::unique_ptr<Router> make_random_router(const RouterConfig& cfg);
+
+// E * sum_e f_e * P_e. f_e: share of the non-empty slots that picked e (not
+// differentiable); P_e: mean of probs[:, e] over tokens (differentiable). 0 for 0 tokens.
+// probs: [n_tokens, n_experts]; experts: [n_tokens, k] int64, -1 = empty. Returns [].
+at::Tensor switch_balance_loss(const at::Tensor& probs, const at::Tensor& experts);
+
+// mean over tokens of logsumexp(logits)^2; 0 for 0 tokens. logits: [n_tokens, n_experts].
+at::Tensor router_z_loss(const at::Tensor& logits);
+
+// Sets decision.aux_loss = balance_coef*balance + z_loss_coef*z and the unweighted
+// aux_terms "balance" and "z_loss". probs: [n_tokens, n_experts] (P_e of the balance loss).
+void set_learned_aux(RoutingDecision& decision, const at::Tensor& logits, const at::Tensor& probs,
+                     const RouterConfig& cfg);
+
+// For routers without aux losses: aux_loss = 0 in the logits' dtype and device.
+at::Tensor zero_aux(const at::Tensor& logits);
+
+// "[4, 8]" for messages.
+std::string shape_string(const at::Tensor& t);
+
+}  // namespace moetb

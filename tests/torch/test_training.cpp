@@ -1,0 +1,240 @@
+// The small MoE LM and `moetb train`'s loop: causality of the model, an end-to-end run on
+// a tiny dataset (run directory, traces the metric suite can read, eval.json), --resume
+// ending with exactly the weights of an uninterrupted run (topk and the stateful random
+// router), and a NaN loss stopping the run with the last good checkpoint kept.
+#include "tests/torch/torch_catch.h"
+
+#include <ATen/ops/equal.h>
+#include <ATen/ops/randint.h>
+#include <torch/cuda.h>
+#include <torch/serialize/input-archive.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "common/config_binder.h"
+#include "datagen/dataset.h"
+#include "datagen/dataset_writer.h"
+#include "metrics/trace.h"
+#include "metrics/trace_metrics.h"
+#include "models/trainer.h"
+#include "models/transformer.h"
+
+using namespace moetb;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    static std::atomic<int> n{0};
+    path = fs::temp_directory_path() / ("moetb-train-" + std::to_string(::getpid()) + "-" + std::to_string(n++));
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+// A tiny synthetic dataset: 3 domains, seq_len 16.
+std::string tiny_dataset(const TempDir& dir) {
+  DatagenConfig c;
+  c.domains = 3;
+  c.vocab_per_domain = 16;
+  c.motifs_per_domain = 2;
+  c.seq_len = 16;
+  c.train_tokens = 4096;
+  c.val_tokens = 512;
+  c.doc_len_mean = 40;
+  DatasetWriteOptions o;
+  o.dir = (dir.path / "data").string();
+  write_synthetic_dataset(SyntheticCorpus(c), o);
+  return o.dir;
+}
+
+TrainConfig tiny_config(const std::string& data) {
+  TrainConfig c;
+  c.data_dir = data;
+  c.d_model = 16;
+  c.n_heads = 2;
+  c.n_layers = 2;
+  c.n_experts = 4;
+  c.top_k = 2;
+  c.d_ff = 16;
+  c.micro_batch = 4;
+  c.accum_steps = 2;
+  c.steps = 6;
+  c.warmup_steps = 2;
+  c.eval_every = 3;
+  c.eval_sequences = 8;
+  c.checkpoint_every = 0;
+  return c;
+}
+
+TrainOptions options(const fs::path& run) {
+  TrainOptions o;
+  o.run_dir = run.string();
+  o.progress = false;
+  o.config_toml = "# test\n";
+  return o;
+}
+
+// Loads a run's final weights into a fresh model.
+std::vector<at::Tensor> final_weights(const TrainConfig& cfg, const fs::path& run) {
+  std::ifstream latest(run / "checkpoints" / "latest");
+  std::string name;
+  latest >> name;
+  torch::serialize::InputArchive archive;
+  archive.load_from((run / "checkpoints" / name / "model.pt").string());
+  const Dataset data(cfg.data_dir);
+  ModelConfig mc;
+  mc.vocab_size = data.vocab_size();
+  mc.max_seq_len = data.seq_len();
+  mc.d_model = cfg.d_model;
+  mc.n_heads = cfg.n_heads;
+  mc.n_layers = cfg.n_layers;
+  mc.moe.n_experts = cfg.n_experts;
+  mc.moe.top_k = cfg.top_k;
+  mc.moe.d_ff = cfg.d_ff;
+  mc.moe.router.name = "topk";  // the router does not change the parameter set
+  MoETransformer model(mc);
+  model->load(archive);
+  return model->parameters();
+}
+
+}  // namespace
+
+TEST_CASE("the MoE LM is causal: a later token never changes earlier logits", "[training]") {
+  ModelConfig mc;
+  mc.vocab_size = 50;
+  mc.max_seq_len = 12;
+  mc.d_model = 16;
+  mc.n_heads = 2;
+  mc.n_layers = 2;
+  mc.first_k_dense = 1;
+  mc.moe.n_experts = 4;
+  mc.moe.top_k = 2;
+  mc.moe.d_ff = 8;
+  MoETransformer model(mc);
+  at::Tensor tokens = at::randint(50, {2, 12}, at::kLong);
+  const LMOutput a = model->forward(tokens, {}, false);
+  REQUIRE(a.logits.sizes() == at::IntArrayRef({2, 12, 50}));
+  REQUIRE(a.decisions.size() == 1);  // one dense block, one MoE block
+  at::Tensor changed = tokens.clone();
+  changed.index_put_({0, 7}, (tokens.index({0, 7}).item<int64_t>() + 1) % 50);
+  const LMOutput b = model->forward(changed, {}, false);
+  // Up to float rounding: the grouped expert products see a different set of rows.
+  CHECK((a.logits.narrow(1, 0, 7) - b.logits.narrow(1, 0, 7)).abs().max().item<double>() < 1e-5);
+  CHECK((a.logits.narrow(1, 7, 1) - b.logits.narrow(1, 7, 1)).abs().max().item<double>() > 1e-3);
+}
+
+TEST_CASE("a tiny training run writes its run directory, traces and eval.json", "[training]") {
+  TempDir dir;
+  const TrainConfig cfg = tiny_config(tiny_dataset(dir));
+  const fs::path run = dir.path / "run";
+  const TrainResult r = train_model(cfg, options(run));
+  REQUIRE(r.finished);
+  CHECK(r.last_step == cfg.steps);
+  for (const char* f : {"config.toml", "run.json", "train_log.jsonl", "eval.json", "traces/step-000003.safetensors",
+                        "traces/step-000006.safetensors", "checkpoints/latest"})
+    CHECK(fs::exists(run / f));
+  // One line per step and one per evaluation.
+  std::ifstream log(run / "train_log.jsonl");
+  int steps = 0, evals = 0;
+  for (std::string line; std::getline(log, line);) {
+    const auto j = nlohmann::json::parse(line);
+    if (j.contains("eval")) ++evals;
+    else ++steps;
+  }
+  CHECK(steps == cfg.steps);
+  CHECK(evals == 2);
+  // The trace is a valid v1 trace: one layer per MoE block, the eval tokens, the domains.
+  const Trace trace({(run / "traces/step-000006.safetensors").string()});
+  CHECK(trace.n_layers() == cfg.n_layers);
+  CHECK(trace.meta().domain_names.size() == 3);
+  REQUIRE(trace.meta().reference_groups.has_value());
+  const TraceMetrics m = compute_trace_metrics(trace);
+  CHECK(m.layers.size() == static_cast<std::size_t>(cfg.n_layers));
+  const nlohmann::json ev = r.eval["eval"];
+  CHECK(ev["n_tokens"].get<int64_t>() == cfg.eval_sequences * 15);
+  CHECK(ev["loss_bits"].get<double>() > ev["floor_bits"].get<double>() - 0.5);
+  CHECK(ev["domains"].size() == 3);
+}
+
+TEST_CASE("--resume ends with exactly the weights of an uninterrupted run", "[training]") {
+  TempDir dir;
+  const std::string data = tiny_dataset(dir);
+  for (const char* router : {"topk", "random"}) {
+    TrainConfig cfg = tiny_config(data);
+    cfg.router = router;
+    const fs::path whole = dir.path / (std::string("whole-") + router), split = dir.path / (std::string("split-") + router);
+    train_model(cfg, options(whole));
+    TrainOptions first = options(split);
+    first.stop_after = 4;
+    const TrainResult part = train_model(cfg, first);
+    CHECK_FALSE(part.finished);
+    CHECK_FALSE(fs::exists(split / "eval.json"));
+    TrainOptions rest = options(split);
+    rest.resume = true;
+    REQUIRE(train_model(cfg, rest).finished);
+    const auto a = final_weights(cfg, whole), b = final_weights(cfg, split);
+    REQUIRE(a.size() == b.size());
+    for (std::size_t i = 0; i < a.size(); ++i) CHECK(at::equal(a[i], b[i]));
+    // The logs agree too: the resumed run rewrote nothing past its checkpoint twice.
+    std::ifstream la(whole / "train_log.jsonl"), lb(split / "train_log.jsonl");
+    std::stringstream sa, sb;
+    sa << la.rdbuf();
+    sb << lb.rdbuf();
+    const std::string text_a = sa.str(), text_b = sb.str();
+    CHECK(std::count(text_a.begin(), text_a.end(), '\n') == std::count(text_b.begin(), text_b.end(), '\n'));
+  }
+}
+
+TEST_CASE("a NaN loss stops the run naming the step and keeps the last good checkpoint", "[training]") {
+  TempDir dir;
+  TrainConfig cfg = tiny_config(tiny_dataset(dir));
+  cfg.checkpoint_every = 2;
+  cfg.nan_at_step = 5;
+  const fs::path run = dir.path / "run";
+  try {
+    train_model(cfg, options(run));
+    FAIL("no error");
+  } catch (const std::runtime_error& e) {
+    const std::string msg = e.what();
+    CHECK(msg.find("step 5") != std::string::npos);
+    CHECK(msg.find("step 4") != std::string::npos);  // the kept checkpoint
+    CHECK(msg.find('\n') == std::string::npos);
+  }
+  CHECK(fs::exists(run / "checkpoints" / "step-000004" / "model.pt"));
+  CHECK_FALSE(fs::exists(run / "eval.json"));
+}
+
+TEST_CASE("bad training configs are one-line errors naming the key", "[training]") {
+  TempDir dir;
+  const std::string data = tiny_dataset(dir);
+  TrainConfig cfg = tiny_config(data);
+  cfg.top_k = 9;
+  CHECK_THROWS_WITH(train_model(cfg, options(dir.path / "r1")), Catch::Contains("moe.top_k"));
+  cfg = tiny_config(data);
+  cfg.router = "nope";
+  CHECK_THROWS_WITH(train_model(cfg, options(dir.path / "r2")), Catch::Contains("router.name"));
+  cfg = tiny_config(data);
+  cfg.n_experts = 2;  // 3 domains need 3 experts for the oracle's groups
+  cfg.top_k = 1;
+  cfg.router = "oracle";
+  CHECK_THROWS_WITH(train_model(cfg, options(dir.path / "r3")), Catch::Contains("oracle"));
+  cfg = tiny_config(data);
+  cfg.device = "cuda";
+  if (!torch::cuda::is_available()) CHECK_THROWS_WITH(train_model(cfg, options(dir.path / "r4")), Catch::Contains("cuda"));
+  ConfigBinder binder;
+  bind_train_config(binder, cfg);
+  CHECK_THROWS_WITH(binder.load_toml("[train]\nstepz = 3\n", "x.toml"), Catch::Contains("train.stepz"));
+  CHECK_FALSE(fs::exists(dir.path / "r1"));
+}

@@ -1,6 +1,7 @@
 // `moetb runs RUN...`: the side-by-side table of finished training runs (their eval.json):
 // validation loss against the entropy-rate floor, the share of the unigram-to-floor gap
 // closed, and the metric summary (RS, NER, DI, RSS, purity, load). Torch-free.
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -30,7 +31,9 @@ nlohmann::json read_eval(const std::string& run) {
 std::string num(const nlohmann::json& j, const char* fmt) {
   if (!j.is_number()) return "-";
   char buf[32];
-  std::snprintf(buf, sizeof buf, fmt, j.get<double>());
+  const double v = j.get<double>();
+  std::snprintf(buf, sizeof buf, fmt, std::fabs(v) < 5e-5 ? 0.0 : v);  // no "-0.000"
+  if (std::string(buf) == "-0.000") return "0.000";
   return buf;
 }
 

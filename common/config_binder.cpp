@@ -91,7 +91,13 @@ bool is_table_field(const ConfigBinder::Field& f) {
 
 std::string toml_quote(const std::string& s) {
   std::ostringstream out;
-  out << toml::value<std::string>(s);
+  const toml::value<std::string> v(s);
+  if (s.find('\n') == std::string::npos) {
+    out << v;
+  } else {  // toml++ would print a multi-line string, whose leading newline a reader drops: escape instead
+    out << toml::toml_formatter(v, toml::toml_formatter::default_flags & ~(toml::format_flags::allow_literal_strings |
+                                                                          toml::format_flags::allow_multi_line_strings));
+  }
   return out.str();
 }
 

@@ -84,6 +84,11 @@ void Dataset::load_split(Split split) {
   if (!shards.is_array()) fail(manifest_path, "shards is not a list");
   int64_t first = 0;
   const auto n_domains = static_cast<uint8_t>(domain_names_.size() - 1);
+  // Motif ids: -1, or below D * motifs_per_domain (synthetic); text datasets have none.
+  int64_t motif_limit = 0;
+  if (synthetic_ && manifest_.contains("layout") && manifest_["layout"].is_object())
+    motif_limit = static_cast<int64_t>(domain_names_.size()) *
+                  int_field(manifest_["layout"], "motifs_per_domain", manifest_path, 0, 1 << 16);
   for (const auto& sh : shards) {
     const nlohmann::json& name = field(sh, "name", manifest_path);
     if (!name.is_string() || name.get<std::string>().find("..") != std::string::npos) fail(manifest_path, "bad shard name");
@@ -113,6 +118,10 @@ void Dataset::load_split(Split split) {
         std::memcpy(&t, shard->tokens->data() + 4 * i, 4);
       }
       if (t >= vocab_size_) fail(shard->tokens->path(), "token " + std::to_string(t) + " at " + std::to_string(i) + " is not below vocab_size " + std::to_string(vocab_size_));
+      int16_t motif;
+      std::memcpy(&motif, shard->motifs->data() + 2 * i, 2);
+      if (motif < -1 || motif >= motif_limit)
+        fail(shard->motifs->path(), "motif id " + std::to_string(motif) + " at " + std::to_string(i) + " is not -1 or below " + std::to_string(motif_limit));
       if (shard->domains->data()[i] > n_domains)
         fail(shard->domains->path(), "domain id " + std::to_string(shard->domains->data()[i]) + " at " + std::to_string(i) + " has no domain");
     }

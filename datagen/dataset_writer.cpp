@@ -78,7 +78,8 @@ nlohmann::json write_split(SplitProducer& producer, Split split, const DatagenCo
 template <typename Fill>
 nlohmann::json write_directory(const DatasetWriteOptions& opts, Fill&& fill) {
   if (opts.dir.empty()) throw std::invalid_argument("--out: no dataset directory given");
-  const fs::path target = fs::path(opts.dir).lexically_normal();
+  fs::path target = fs::path(opts.dir).lexically_normal();
+  if (!target.has_filename() && target.has_relative_path()) target = target.parent_path();  // "out/" names out
   std::error_code ec;
   if (fs::exists(target, ec) && !opts.force)
     throw std::invalid_argument(opts.dir + ": already exists (pass --force to replace it)");

@@ -12,8 +12,7 @@ void add_paths(CLI::App& app);
 void add_compare(CLI::App& app);
 void add_datagen(CLI::App& app);
 void add_runs(CLI::App& app);
-#ifdef MOETB_WITH_TORCH
 void add_train(CLI::App& app);
-#endif
+void add_routers(CLI::App& app);
 
 }  // namespace moetb::cli

@@ -1,14 +1,45 @@
 // moetb: the MoE routing testbed's command line. One subcommand per file in cli/;
 // every failure ends as one line on stderr naming what is wrong, and exit code 1.
+// This executable is torch-free and starts in milliseconds; `train` and `routers` need
+// LibTorch (0.9 s to load) and run in moetb-torch, installed beside it, via exec.
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
-#include <exception>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 #include <iostream>
+#include <string>
 
 #include "cli/commands.h"
 #include "cli/output.h"
-#include "metrics/safetensors.h"
+#include "cli/run_app.h"
+
+namespace {
+
+constexpr const char* kTorchCommands[] = {"train", "routers"};
+
+// Replaces this process with moetb-torch from the same directory; returns only on failure.
+int exec_torch_binary(char** argv) {
+  std::error_code ec;
+  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  const std::filesystem::path torch_binary = (ec ? std::filesystem::path(argv[0]) : self).parent_path() / "moetb-torch";
+  if (!std::filesystem::exists(torch_binary, ec)) {
+    std::cerr << "moetb " << argv[1] << ": error: this build has no LibTorch part (" << torch_binary.string()
+              << " is missing; configure with -DMOETB_TORCH=ON)" << std::endl;
+    return 1;
+  }
+  ::execv(torch_binary.c_str(), argv);
+  std::cerr << "moetb " << argv[1] << ": error: cannot run " << torch_binary.string() << ": " << std::strerror(errno) << std::endl;
+  return 1;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1)
+    for (const char* name : kTorchCommands)
+      if (std::strcmp(argv[1], name) == 0) return exec_torch_binary(argv);
   CLI::App app{"moetb: a testbed and simulator for Mixture-of-Experts routing"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("moetb 0.1.0 (") + moetb::cli::git_revision() + ")");
@@ -19,31 +50,8 @@ int main(int argc, char** argv) {
   moetb::cli::add_compare(app);
   moetb::cli::add_datagen(app);
   moetb::cli::add_runs(app);
-#ifdef MOETB_WITH_TORCH
-  moetb::cli::add_train(app);
-#endif
-  auto command_name = [&app] {
-    std::string name = "moetb";
-    for (const auto* sub : app.get_subcommands()) name += " " + sub->get_name();
-    return name;
-  };
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForAllHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForVersion& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {  // bad usage: one line, like every other failure
-    std::cerr << command_name() << ": error: " << moetb::TraceError::one_line(e.what()) << " (see --help)" << std::endl;
-    return 1;
-  } catch (const std::exception& e) {
-    // LibTorch errors (c10::Error) append a backtrace after the message: keep the message.
-    std::string what = e.what();
-    what = what.substr(0, what.find("\nException raised from"));
-    std::cerr << command_name() << ": error: " << moetb::TraceError::one_line(what) << std::endl;
-    return 1;
-  }
-  return moetb::cli::exit_code();
+  // Listed in --help; never parsed here (main hands them to moetb-torch above).
+  app.add_subcommand("train", "Train a small MoE language model and record its routing (LibTorch)");
+  app.add_subcommand("routers", "List every router and router option with its reference (LibTorch)");
+  return moetb::cli::run_app(app, argc, argv);
 }

@@ -60,7 +60,7 @@ EvalResult evaluate(MoETransformerImpl& model, const Dataset& data, int64_t n_se
   tr.meta_data.top_k = model.config().moe.top_k;
   tr.meta_data.domain_names = data.domain_names();
   if (!reference_groups.empty()) tr.meta_data.reference_groups = reference_groups;
-  tr.k.assign(static_cast<std::size_t>(n_moe), model.config().moe.top_k);
+  tr.k.assign(static_cast<std::size_t>(n_moe), model.config().moe.top_k);  // replaced by the decisions' slot counts
   tr.experts.assign(static_cast<std::size_t>(n_moe), {});
 
   for (int64_t begin = 0; begin < total; begin += batch) {
@@ -91,7 +91,9 @@ EvalResult evaluate(MoETransformerImpl& model, const Dataset& data, int64_t n_se
       tr.domain_ids.push_back(static_cast<int32_t>(dom[static_cast<std::size_t>(i)]));
     }
     for (int64_t l = 0; l < n_moe; ++l) {
-      const at::Tensor e = out.decisions[static_cast<std::size_t>(l)].experts.to(at::kCPU).to(at::kInt).contiguous();  // [n*S, k]
+      // [n*S, slots]: top_k, or E for expert choice (which routes over this eval batch, not causally)
+      const at::Tensor e = out.decisions[static_cast<std::size_t>(l)].experts.to(at::kCPU).to(at::kInt).contiguous();
+      tr.k[static_cast<std::size_t>(l)] = e.size(1);
       const int32_t* p = e.data_ptr<int32_t>();
       tr.experts[static_cast<std::size_t>(l)].insert(tr.experts[static_cast<std::size_t>(l)].end(), p, p + e.numel());
     }

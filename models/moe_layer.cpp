@@ -2,7 +2,8 @@
 // hold an expert are stably sorted by expert id, so each expert's tokens form one
 // contiguous slice: gather the rows once, one gate/up/down product per expert that got
 // tokens, scale by the routing weight, index_add_ back. Switch Transformer (arXiv
-// 2101.03961) dispatch without capacity; the dense reference below checks it in tests.
+// 2101.03961) dispatch; assignments over capacity were emptied by route() before it. The
+// dense reference below checks it in tests.
 #include "models/moe_layer.h"
 
 #include <ATen/ops/bincount.h>
@@ -20,6 +21,8 @@
 #include <string>
 #include <tuple>
 #include <vector>
+
+#include "routers/capacity.h"
 
 namespace moetb {
 
@@ -80,19 +83,18 @@ MoEOutput MoEFeedForwardImpl::forward(const at::Tensor& x, const RouteContext& c
   if (x.scalar_type() != router_weight.scalar_type())
     throw std::invalid_argument("MoE input dtype " + std::string(c10::toString(x.scalar_type())) +
                                 " differs from the parameters' " + c10::toString(router_weight.scalar_type()));
-  const int64_t top_k = cfg_.top_k;
-  const at::Tensor logits = at::mm(x, router_weight.t());  // [n_tokens, E]
   MoEOutput out;
-  out.decision = router_->route(logits, ctx);
+  out.decision = route(x, ctx);
+  const int64_t n_slots = out.decision.experts.size(1);  // top_k, or E for expert choice
 
   // (token, slot) pairs with an expert, grouped by expert; stable, so the order inside an
   // expert's slice (and the index_add_ order) is the token order: deterministic sums.
-  const at::Tensor flat_experts = out.decision.experts.reshape({-1});                     // [n_tokens * k]
+  const at::Tensor flat_experts = out.decision.experts.reshape({-1});                     // [n_tokens * slots]
   const at::Tensor slots = flat_experts.ge(0).nonzero().squeeze(1);                        // [m]
   at::Tensor sorted_experts, order;                                                        // [m]
   std::tie(sorted_experts, order) = at::sort(flat_experts.index_select(0, slots), /*stable=*/true, 0, false);
   const at::Tensor sorted_slots = slots.index_select(0, order);                           // [m]
-  const at::Tensor tokens = sorted_slots.div(top_k, "trunc");                            // [m]
+  const at::Tensor tokens = sorted_slots.div(n_slots, "trunc");                          // [m]
   const at::Tensor w = out.decision.weights.reshape({-1}).index_select(0, sorted_slots);  // [m]
   const at::Tensor counts = at::bincount(sorted_experts, {}, cfg_.n_experts).cpu();       // [E], one sync
   const at::Tensor xs = x.index_select(0, tokens);                                        // [m, d_model]
@@ -115,13 +117,24 @@ MoEOutput MoEFeedForwardImpl::forward(const at::Tensor& x, const RouteContext& c
   return out;
 }
 
+RoutingDecision MoEFeedForwardImpl::route(const at::Tensor& x, const RouteContext& ctx) {
+  const at::Tensor logits = at::mm(x, router_weight.t());  // [n_tokens, E]
+  RoutingDecision d = router_->route(logits, ctx);
+  double dropped = 0.0;
+  if (!router_->bounds_capacity() && cfg_.router.capacity_factor > 0.0) {
+    const int64_t cap = expert_capacity(x.size(0), cfg_.top_k, cfg_.n_experts, cfg_.router.capacity_factor);
+    dropped = apply_capacity(d, cfg_.n_experts, cap, cfg_.router.drop_policy);
+  }
+  d.aux_terms["dropped_fraction"] = dropped;
+  return d;
+}
+
 MoEOutput moe_forward_dense_reference(MoEFeedForwardImpl& layer, const at::Tensor& x, const RouteContext& ctx) {
   const int64_t n_experts = layer.config().n_experts;
-  const at::Tensor logits = at::mm(x, layer.router_weight.t());  // [n_tokens, E]
   MoEOutput out;
-  out.decision = layer.router().route(logits, ctx);
-  const at::Tensor& experts = out.decision.experts;                                  // [n_tokens, k]
-  const at::Tensor empty = experts.lt(0);                                             // [n_tokens, k]
+  out.decision = layer.route(x, ctx);
+  const at::Tensor& experts = out.decision.experts;                                  // [n_tokens, slots]
+  const at::Tensor empty = experts.lt(0);                                             // [n_tokens, slots]
   const at::Tensor gate = at::zeros({x.size(0), n_experts}, x.options())              // [n_tokens, E]
                               .scatter_add(1, experts.clamp_min(0), out.decision.weights.masked_fill(empty, 0.0));
   const at::Tensor all = swiglu(x.unsqueeze(0), layer.w_gate, layer.w_up, layer.w_down);  // [E, n_tokens, d_model]

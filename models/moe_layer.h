@@ -1,9 +1,10 @@
 // The MoE feed-forward layer: a linear router (d_model -> E, no bias) feeding a pluggable
 // Router (routers/router.h), E SwiGLU experts stored as stacked [E, ...] parameters, and
 // optional always-on shared experts. Follows the MoE Routing Testbed (arXiv 2604.07030)
-// and Switch Transformer (arXiv 2101.03961) token-choice dispatch. Simplifications:
-// dropless (no capacity factor), 2-D input [n_tokens, d_model] (flatten batch and time
-// first), CPU-minded sort-based dispatch with one matrix product per active expert.
+// and Switch Transformer (arXiv 2101.03961) dispatch, with an optional expert capacity and
+// token dropping after routing (routers/capacity.h; router.capacity_factor 0 = dropless).
+// Simplifications: 2-D input [n_tokens, d_model] (flatten batch and time first),
+// CPU-minded sort-based dispatch with one matrix product per active expert.
 #pragma once
 #include <ATen/core/Tensor.h>
 #include <torch/nn/module.h>
@@ -38,6 +39,10 @@ class MoEFeedForwardImpl : public torch::nn::Module {
   // grouped by expert, one gate/up/down product per expert that received tokens.
   MoEOutput forward(const at::Tensor& x, const RouteContext& ctx);
 
+  // The router's decision for x ([n_tokens, d_model]) after the capacity limit (unless the
+  // router bounds capacity itself); aux_terms["dropped_fraction"] is always set.
+  RoutingDecision route(const at::Tensor& x, const RouteContext& ctx);
+
   Router& router() { return *router_; }
   const MoEConfig& config() const { return cfg_; }
 
@@ -55,7 +60,7 @@ class MoEFeedForwardImpl : public torch::nn::Module {
 };
 TORCH_MODULE(MoEFeedForward);
 
-// Slow reference for tests: routes exactly like forward (same router call), then runs every
+// Slow reference for tests: routes exactly like forward (layer.route), then runs every
 // expert on every token and combines with a dense [n_tokens, E] gate matrix.
 MoEOutput moe_forward_dense_reference(MoEFeedForwardImpl& layer, const at::Tensor& x, const RouteContext& ctx);
 

@@ -61,6 +61,15 @@ ModelConfig model_config(const TrainConfig& c, const Dataset& data, const std::v
   m.moe.router.z_loss_coef = c.z_loss_coef;
   m.moe.router.seed = static_cast<uint64_t>(c.seed);
   m.moe.router.domain_groups = groups;
+  m.moe.router.balance_scope = c.balance_scope;
+  m.moe.router.seq_aux_coef = c.seq_aux_coef;
+  m.moe.router.bias_update_rate = c.bias_update_rate;
+  m.moe.router.n_groups = c.n_groups;
+  m.moe.router.topk_groups = c.topk_groups;
+  m.moe.router.jitter = c.jitter;
+  m.moe.router.topk_before_softmax = c.topk_before_softmax;
+  m.moe.router.capacity_factor = c.capacity_factor;
+  m.moe.router.drop_policy = c.drop_policy;
   return m;
 }
 
@@ -94,7 +103,8 @@ void restore_router_states(MoETransformerImpl& model, const std::vector<std::vec
   for (std::size_t i = 0; i < routers.size(); ++i) routers[i]->load_state(states[i]);
 }
 
-// Per MoE block: max over experts of (load share * E) - 1, the worst overload.
+// Per MoE block: max over experts of (load share * E) - 1, the worst overload (of the
+// assignments kept after capacity), and the share of assignments the capacity dropped.
 double load_violation(const std::vector<RoutingDecision>& decisions, int64_t n_experts, nlohmann::json* per_layer) {
   double worst = 0.0;
   for (const auto& d : decisions) {
@@ -104,7 +114,9 @@ double load_violation(const std::vector<RoutingDecision>& decisions, int64_t n_e
     const double total = std::max(1.0, counts.sum().item<double>());
     const double max_share = counts.max().item<double>() / total, min_share = counts.min().item<double>() / total;
     const double v = max_share * static_cast<double>(n_experts) - 1.0;
-    per_layer->push_back({{"max_share", max_share}, {"min_share", min_share}, {"violation", v}});
+    const auto dropped = d.aux_terms.find("dropped_fraction");
+    per_layer->push_back({{"max_share", max_share}, {"min_share", min_share}, {"violation", v},
+                          {"dropped_fraction", dropped == d.aux_terms.end() ? 0.0 : dropped->second}});
     worst = std::max(worst, v);
   }
   return worst;

@@ -1,6 +1,8 @@
 // The explicit router registry: every router is listed here by name, in the order
-// router_names() reports. No self-registering statics (a static library's linker drops
-// them). Routers follow the MoE Routing Testbed (arXiv 2604.07030); see routers/README.md.
+// router_names() reports, with the one-line description and reference that `moetb
+// routers` prints (and the topk options). No self-registering statics (a static
+// library's linker drops them). Routers follow the MoE Routing Testbed (arXiv
+// 2604.07030); see routers/README.md and docs/routers.md.
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -16,13 +18,44 @@ namespace {
 struct RouterEntry {
   const char* name;
   std::unique_ptr<Router> (*make)(const RouterConfig&);
+  const char* description;
+  const char* reference;
 };
 
 constexpr RouterEntry kRouters[] = {
-    {"topk", make_topk_router},
-    {"oracle", make_oracle_router},
-    {"hash", make_hash_router},
-    {"random", make_random_router},
+    {"topk", make_topk_router, "token choice: softmax/sigmoid scores, top-k experts, Switch balance loss + z-loss",
+     "arXiv 2101.03961"},
+    {"oracle", make_oracle_router, "reference router: top-k restricted to the token's domain group (upper bound)",
+     "arXiv 2604.07030"},
+    {"hash", make_hash_router, "fixed balanced hash of the token id, weights 1/k (not learned)", "arXiv 2106.04426"},
+    {"random", make_random_router, "k distinct uniform experts per token, seeded (the floor)", ""},
+    {"expert_choice", make_expert_choice_router,
+     "each expert takes its top-C tokens of the micro-batch, C = ceil(c*n/E) (not causal)", "arXiv 2202.09368"},
+    {"sinkhorn", make_sinkhorn_router,
+     "S-BASE: top-k of a Sinkhorn-balanced assignment in training, plain top-k at evaluation", "arXiv 2202.01169"},
+};
+
+// The options of the token-choice router (and the layer's capacity), for the listing.
+const RouterInfo kTopkOptions[] = {
+    {"router.score", "softmax or sigmoid scores (probs and the balance loss use the softmax)", "arXiv 2412.19437"},
+    {"router.renormalize", "selected weights rescaled to sum 1 per token", ""},
+    {"router.topk_before_softmax", "select on the logits, softmax over the k selected (= renormalized softmax)",
+     "arXiv 2401.04088"},
+    {"router.balance_coef", "Switch load-balancing loss c * E * sum_e f_e P_e", "arXiv 2101.03961"},
+    {"router.balance_scope", "micro_batch | sequence (DeepSeek-V3) | global_batch (Qwen: f over the step so far)",
+     "arXiv 2501.11873"},
+    {"router.seq_aux_coef", "extra sequence-wise balance loss (DeepSeek-V3)", "arXiv 2412.19437"},
+    {"router.z_loss_coef", "router z-loss mean(logsumexp(logits)^2)", "arXiv 2202.08906"},
+    {"router.bias_update_rate", "aux-loss-free balancing: selection bias b_e += u*sign(mean load - load_e) per step",
+     "arXiv 2412.19437"},
+    {"router.n_groups", "group-limited routing: experts in n_groups groups, tokens use their best topk_groups",
+     "arXiv 2405.04434"},
+    {"router.topk_groups", "group-limited routing: groups each token may use", "arXiv 2405.04434"},
+    {"router.jitter", "training: logits * U(1-eps, 1+eps)", "arXiv 2101.03961"},
+    {"router.capacity_factor", "token choice: C = ceil(cf*n*k/E) per expert, rest dropped (0 = dropless); expert_choice: C",
+     "arXiv 2101.03961"},
+    {"router.drop_policy", "over capacity keep the highest weights (probability) or the earliest tokens (position)",
+     "arXiv 2101.03961"},
 };
 
 }  // namespace
@@ -39,6 +72,13 @@ std::unique_ptr<Router> make_router(const RouterConfig& cfg) {
   std::string known;
   for (const auto& entry : kRouters) known += (known.empty() ? "" : ", ") + std::string(entry.name);
   throw std::invalid_argument("unknown router '" + cfg.name + "' (known: " + known + ")");
+}
+
+std::vector<RouterInfo> router_catalog() {
+  std::vector<RouterInfo> out;
+  for (const auto& entry : kRouters) out.push_back({entry.name, entry.description, entry.reference});
+  for (const auto& option : kTopkOptions) out.push_back(option);
+  return out;
 }
 
 }  // namespace moetb

@@ -1,7 +1,7 @@
 // The Router base: config validation, the checking entry point route(), and the auxiliary
 // losses shared by the learned routers: Switch load balancing (arXiv 2101.03961,
-// E * sum_e f_e * P_e) and the ST-MoE router z-loss (arXiv 2202.08906). Both are taken over
-// the micro-batch handed to route(); sequence and global-batch scopes come later.
+// E * sum_e f_e * P_e) over the micro-batch and the ST-MoE router z-loss (arXiv
+// 2202.08906). The sequence and global-batch scopes live in routers/balance.cpp.
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/bincount.h>
 #include <ATen/ops/logsumexp.h>
@@ -69,6 +69,25 @@ Router::Router(RouterConfig cfg) : cfg_(std::move(cfg)) {
     throw std::invalid_argument("router score must be 'softmax' or 'sigmoid', got '" + cfg_.score + "'");
   check_coef(cfg_.balance_coef, "balance_coef");
   check_coef(cfg_.z_loss_coef, "z_loss_coef");
+  check_coef(cfg_.seq_aux_coef, "seq_aux_coef");
+  check_coef(cfg_.bias_update_rate, "bias_update_rate");
+  check_coef(cfg_.capacity_factor, "capacity_factor");
+  check_coef(cfg_.jitter, "jitter");
+  if (cfg_.jitter >= 1.0) throw std::invalid_argument("router jitter must be < 1, got " + std::to_string(cfg_.jitter));
+  if (cfg_.balance_scope != "micro_batch" && cfg_.balance_scope != "sequence" && cfg_.balance_scope != "global_batch")
+    throw std::invalid_argument("router balance_scope must be 'micro_batch', 'sequence' or 'global_batch', got '" +
+                                cfg_.balance_scope + "'");
+  if (cfg_.drop_policy != "probability" && cfg_.drop_policy != "position")
+    throw std::invalid_argument("router drop_policy must be 'probability' or 'position', got '" + cfg_.drop_policy + "'");
+  if (cfg_.n_groups < 1 || cfg_.n_experts % cfg_.n_groups != 0)
+    throw std::invalid_argument("router n_groups must be >= 1 and divide n_experts=" + std::to_string(cfg_.n_experts) +
+                                ", got " + std::to_string(cfg_.n_groups));
+  if (cfg_.topk_groups < 1 || cfg_.topk_groups > cfg_.n_groups ||
+      cfg_.topk_groups * (cfg_.n_experts / cfg_.n_groups) < cfg_.top_k)
+    throw std::invalid_argument("router topk_groups must lie in [1, n_groups=" + std::to_string(cfg_.n_groups) +
+                                "] and hold top_k experts, got " + std::to_string(cfg_.topk_groups));
+  if (cfg_.topk_before_softmax && cfg_.score != "softmax")
+    throw std::invalid_argument("router topk_before_softmax needs score 'softmax', got '" + cfg_.score + "'");
 }
 
 Router::~Router() = default;
@@ -90,12 +109,14 @@ RoutingDecision Router::route(const at::Tensor& logits, const RouteContext& ctx)
     throw std::invalid_argument("router '" + who + "' needs ctx.domain_ids ([n_tokens] int64)");
   if (needs_token_ids() && !ctx.token_ids.defined())
     throw std::invalid_argument("router '" + who + "' needs ctx.token_ids ([n_tokens] int64)");
+  if (needs_sequence_ids() && !ctx.sequence_ids.defined())
+    throw std::invalid_argument("router '" + who + "' needs ctx.sequence_ids ([n_tokens] int64) for sequence-wise balancing");
 
   RoutingDecision d = do_route(logits, ctx);
 
-  const int64_t n_tokens = logits.size(0);
-  check_output(d.experts, "experts", {n_tokens, cfg_.top_k}, at::kLong, who);
-  check_output(d.weights, "weights", {n_tokens, cfg_.top_k}, logits.scalar_type(), who);
+  const int64_t n_tokens = logits.size(0), slots = n_slots();
+  check_output(d.experts, "experts", {n_tokens, slots}, at::kLong, who);
+  check_output(d.weights, "weights", {n_tokens, slots}, logits.scalar_type(), who);
   check_output(d.probs, "probs", {n_tokens, n_experts}, logits.scalar_type(), who);
   check_output(d.aux_loss, "aux_loss", {}, logits.scalar_type(), who);
 #ifndef NDEBUG
@@ -103,9 +124,9 @@ RoutingDecision Router::route(const at::Tensor& logits, const RouteContext& ctx)
   if (n_tokens > 0) {
     if (d.experts.min().item<int64_t>() < -1 || d.experts.max().item<int64_t>() >= n_experts)
       throw std::runtime_error("router '" + who + "' returned an expert id outside [-1, E)");
-    const at::Tensor sorted = std::get<0>(d.experts.sort(1));  // [n_tokens, top_k]
-    if (cfg_.top_k > 1) {
-      const at::Tensor lo = sorted.narrow(1, 0, cfg_.top_k - 1), hi = sorted.narrow(1, 1, cfg_.top_k - 1);
+    const at::Tensor sorted = std::get<0>(d.experts.sort(1));  // [n_tokens, slots]
+    if (slots > 1) {
+      const at::Tensor lo = sorted.narrow(1, 0, slots - 1), hi = sorted.narrow(1, 1, slots - 1);
       if (lo.eq(hi).logical_and(hi.ge(0)).any().item<bool>())
         throw std::runtime_error("router '" + who + "' returned an expert twice for one token");
     }

@@ -1,9 +1,10 @@
 // The router interface: router logits in, a routing decision (experts, weights, aux loss)
-// out. Follows the MoE Routing Testbed (arXiv 2604.07030): learned token-choice top-k next
-// to a domain oracle (the upper bound), a hash router (Hash layers, arXiv 2106.04426) and
-// a random router (the floor). Simplifications: every router returns the same number of
-// slots per token (top_k, -1 marks an empty slot); no capacity limit or token dropping;
-// balancing is over the micro-batch only (sequence or global scope comes later).
+// out. Follows the MoE Routing Testbed (arXiv 2604.07030): learned token-choice top-k with
+// its options (balancing scope, DeepSeek-V3's aux-loss-free bias arXiv 2412.19437, group-
+// limited routing, jitter), expert choice (arXiv 2202.09368), Sinkhorn (arXiv 2202.01169),
+// a domain oracle (the upper bound), hash (arXiv 2106.04426) and random (the floor).
+// Every token gets n_slots() slots (top_k, or E for expert choice); -1 marks an empty
+// slot. Capacity and dropping are applied by the MoE layer (routers/capacity.h).
 #pragma once
 #include <ATen/core/Tensor.h>
 
@@ -17,7 +18,7 @@ namespace moetb {
 
 // Plain aggregate; make_router validates it. Fields a router does not use are ignored.
 struct RouterConfig {
-  std::string name = "topk";      // registry name: topk, oracle, hash, random
+  std::string name = "topk";      // registry name: see router_names() / `moetb routers`
   int64_t n_experts = 8;          // E, the width of the logits
   int64_t top_k = 2;              // slots per token, 1 <= top_k <= E
   std::string score = "softmax";  // topk/oracle selection score: "softmax" or "sigmoid" (topk only)
@@ -26,24 +27,36 @@ struct RouterConfig {
   double z_loss_coef = 0.0;       // ST-MoE router z-loss weight (arXiv 2202.08906)
   uint64_t seed = 0;              // hash table and random-router stream
   std::vector<std::vector<int>> domain_groups;  // oracle: experts allowed per domain id
+  // Token-choice options (topk; docs/routers.md has the formulas).
+  std::string balance_scope = "micro_batch";  // Switch-loss scope: micro_batch, sequence, global_batch
+  double seq_aux_coef = 0.0;       // extra sequence-wise balance loss (DeepSeek-V3), 0 = off
+  double bias_update_rate = 0.0;   // u of the aux-loss-free bias (DeepSeek-V3), 0 = off
+  int64_t n_groups = 1;            // group-limited routing: experts in n_groups groups (1 = off)
+  int64_t topk_groups = 1;         // ... each token restricted to its best topk_groups groups
+  double jitter = 0.0;             // training: logits * U(1-jitter, 1+jitter) (Switch), 0 = off
+  bool topk_before_softmax = false;  // select on logits, softmax over the selected k (softmax score)
+  // Capacity (MoE layer, routers/capacity.h) and expert choice's C.
+  double capacity_factor = 0.0;    // 0 = dropless; expert_choice: 0 means top_k (compute parity)
+  std::string drop_policy = "probability";  // over capacity, keep: "probability" or "position"
 };
 
 // What some routers need and others ignore. Every defined tensor must be [n_tokens] int64.
 struct RouteContext {
   at::Tensor token_ids;     // [n_tokens] int64 or undefined (hash router)
   at::Tensor domain_ids;    // [n_tokens] int64 or undefined (oracle router)
-  at::Tensor sequence_ids;  // [n_tokens] int64 or undefined (sequence-scope balancing, later)
-  bool training = true;     // reserved for routers that differ between train and eval
+  at::Tensor sequence_ids;  // [n_tokens] int64 or undefined (sequence-scope balancing)
+  bool training = true;     // false at evaluation: no jitter, no step counts, sinkhorn -> top-k
 };
 
 struct RoutingDecision {
-  at::Tensor experts;   // [n_tokens, top_k] int64, expert id or -1 for an empty slot
-  at::Tensor weights;   // [n_tokens, top_k] logits' dtype, 0 on empty slots; differentiable
-                        // w.r.t. the logits where the router learns (topk, oracle)
+  at::Tensor experts;   // [n_tokens, n_slots] int64, expert id or -1 for an empty slot
+  at::Tensor weights;   // [n_tokens, n_slots] logits' dtype, 0 on empty slots; differentiable
+                        // w.r.t. the logits where the router learns (topk, oracle, ...)
   at::Tensor probs;     // [n_tokens, n_experts] logits' dtype: the router's full score
                         // distribution, rows sum to 1 (for traces)
   at::Tensor aux_loss;  // [] logits' dtype: balance_coef*balance + z_loss_coef*z_loss
-  std::map<std::string, double> aux_terms;  // unweighted terms for logging ("balance", "z_loss")
+  std::map<std::string, double> aux_terms;  // unweighted terms for logging ("balance", "z_loss",
+                                            // "seq_balance"; the MoE layer adds "dropped_fraction")
 };
 
 // Example:
@@ -68,8 +81,11 @@ class Router {
   virtual std::vector<uint64_t> save_state() const { return {}; }
   virtual void load_state(const std::vector<uint64_t>& state) { (void)state; }
   virtual std::string name() const = 0;
+  virtual int64_t n_slots() const { return cfg_.top_k; }  // columns of experts/weights
+  virtual bool bounds_capacity() const { return false; }  // true: the MoE layer applies no capacity
   virtual bool needs_domain_ids() const { return false; }
   virtual bool needs_token_ids() const { return false; }
+  virtual bool needs_sequence_ids() const { return false; }
   const RouterConfig& config() const { return cfg_; }
 
  protected:
@@ -79,8 +95,17 @@ class Router {
 };
 
 // Explicit registry (routers/registry.cpp). Throws std::invalid_argument:
-// "unknown router 'x' (known: topk, oracle, hash, random)".
+// "unknown router 'x' (known: topk, oracle, ...)".
 std::unique_ptr<Router> make_router(const RouterConfig& cfg);
 std::vector<std::string> router_names();
+
+// For `moetb routers`: every router (and the topk options) with a one-line description
+// and its reference.
+struct RouterInfo {
+  std::string name;         // registry name, or "topk.<option>" for an option
+  std::string description;  // one line
+  std::string reference;    // "arXiv 2101.03961" or "" (moetb's own)
+};
+std::vector<RouterInfo> router_catalog();
 
 }  // namespace moetb

@@ -1,7 +1,7 @@
 // Internal to moetb_routers: the factory of each router (one per file, listed by the
 // explicit registry in registry.cpp) and the auxiliary losses they share: the Switch
 // load-balancing loss (arXiv 2101.03961) and the ST-MoE router z-loss (arXiv 2202.08906),
-// both over the micro-batch. Not part of the public interface (include routers/router.h).
+// over the micro-batch (other balance scopes: routers/balance.h). Not part of the public interface (include routers/router.h).
 #pragma once
 #include <ATen/core/Tensor.h>
 
@@ -16,6 +16,12 @@ std::unique_ptr<Router> make_topk_router(const RouterConfig& cfg);
 std::unique_ptr<Router> make_oracle_router(const RouterConfig& cfg);
 std::unique_ptr<Router> make_hash_router(const RouterConfig& cfg);
 std::unique_ptr<Router> make_random_router(const RouterConfig& cfg);
+std::unique_ptr<Router> make_expert_choice_router(const RouterConfig& cfg);
+std::unique_ptr<Router> make_sinkhorn_router(const RouterConfig& cfg);
+
+// Expert choice's per-expert capacity C = min(n_tokens, ceil(c * n_tokens / E)),
+// c = cfg.capacity_factor, or cfg.top_k when that is 0 (expert_choice_router.cpp).
+int64_t expert_choice_capacity(int64_t n_tokens, const RouterConfig& cfg);
 
 // E * sum_e f_e * P_e. f_e: share of the non-empty slots that picked e (not
 // differentiable); P_e: mean of probs[:, e] over tokens (differentiable). 0 for 0 tokens.

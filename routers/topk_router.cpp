@@ -1,18 +1,26 @@
-// Token-choice top-k router (Switch Transformer arXiv 2101.03961 for k=1 and its
-// load-balancing loss; ST-MoE arXiv 2202.08906 for the router z-loss). Scores are softmax
-// or sigmoid of the logits; each token takes its top_k experts, weighted by their scores,
-// optionally renormalised to sum to 1. Simplifications: no capacity factor, no token
-// dropping, no jitter noise; P_e of the balance loss always uses the softmax probabilities
-// (also under sigmoid scores), which are also what `probs` reports.
+// Token-choice top-k router (Switch Transformer arXiv 2101.03961, ST-MoE arXiv 2202.08906)
+// with the options the MoE Routing Testbed (arXiv 2604.07030) compares: the balance scope
+// of the Switch loss (micro_batch, sequence, global_batch; routers/balance.h), DeepSeek-V3's
+// aux-loss-free bias and sequence-wise loss (arXiv 2412.19437), group-limited routing
+// (DeepSeek-V2 arXiv 2405.04434), multiplicative jitter and top-k before softmax.
+// Simplifications: jitter multiplies the logits (not the router input); P_e of the balance
+// loss always uses the softmax probabilities (also under sigmoid scores), as `probs` does.
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/from_blob.h>
 #include <ATen/ops/sigmoid.h>
 #include <ATen/ops/softmax.h>
 #include <ATen/ops/topk.h>
+#include <ATen/ops/zeros.h>
 
+#include <limits>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <tuple>
+#include <vector>
 
+#include "datagen/rng.h"
+#include "routers/balance.h"
 #include "routers/router.h"
 #include "routers/router_internal.h"
 
@@ -20,24 +28,95 @@ namespace moetb {
 
 namespace {
 
+constexpr uint64_t kJitterSalt = 0x4a49545445524e53ull;  // separates the jitter stream from other seed users
+
 class TopkRouter final : public Router {
  public:
-  explicit TopkRouter(const RouterConfig& cfg) : Router(cfg) {}
+  explicit TopkRouter(const RouterConfig& cfg)
+      : Router(cfg), step_(cfg.n_experts), bias_(static_cast<std::size_t>(cfg.n_experts), 0.0),
+        rng_(mix_seed({cfg.seed, kJitterSalt})) {}
   std::string name() const override { return "topk"; }
+  bool needs_sequence_ids() const override { return cfg_.balance_scope == "sequence" || cfg_.seq_aux_coef > 0.0; }
+
+  void end_step() override {
+    update_balance_bias(bias_, step_.counts(), cfg_.bias_update_rate);
+    step_.reset();
+  }
+  // [bias (E doubles), step counts (E doubles), jitter RNG (4 words)]; empty = fresh.
+  std::vector<uint64_t> save_state() const override {
+    std::vector<uint64_t> out;
+    append_doubles(out, bias_);
+    append_doubles(out, step_.counts());
+    for (uint64_t w : rng_.state()) out.push_back(w);
+    return out;
+  }
+  void load_state(const std::vector<uint64_t>& s) override {
+    const auto e = static_cast<std::size_t>(cfg_.n_experts);
+    if (s.empty()) return;  // a checkpoint from before the router had state
+    if (s.size() != 2 * e + 4)
+      throw std::invalid_argument("topk router: a saved state has " + std::to_string(2 * e + 4) + " words, got " +
+                                  std::to_string(s.size()));
+    bias_ = read_doubles(s, 0, e);
+    step_.mutable_counts() = read_doubles(s, e, e);
+    rng_.set_state({s[2 * e], s[2 * e + 1], s[2 * e + 2], s[2 * e + 3]});
+  }
 
  protected:
-  RoutingDecision do_route(const at::Tensor& logits, const RouteContext& /*ctx*/) override {
-    const at::Tensor probs = at::softmax(logits, 1);                                      // [n_tokens, E]
-    const at::Tensor scores = cfg_.score == "sigmoid" ? at::sigmoid(logits) : probs;     // [n_tokens, E]
-    at::Tensor top_scores, top_ids;                                                       // [n_tokens, k]
-    std::tie(top_scores, top_ids) = at::topk(scores, cfg_.top_k, 1, /*largest=*/true, /*sorted=*/true);
+  RoutingDecision do_route(const at::Tensor& logits_in, const RouteContext& ctx) override {
+    const at::Tensor logits = ctx.training && cfg_.jitter > 0.0 ? jittered(logits_in) : logits_in;  // [n_tokens, E]
+    const at::Tensor probs = at::softmax(logits, 1);                                                 // [n_tokens, E]
+    const at::Tensor scores = cfg_.score == "sigmoid" ? at::sigmoid(logits) : probs;                 // [n_tokens, E]
+    at::Tensor select = scores.detach();  // [n_tokens, E]: selection only, never the weights
+    if (cfg_.bias_update_rate > 0.0)
+      select = select.add(at::from_blob(bias_.data(), {cfg_.n_experts}, at::kDouble).to(select.options()));
+    if (cfg_.n_groups > 1) select = limit_to_groups(select);
+    const at::Tensor top_ids = std::get<1>(at::topk(select, cfg_.top_k, 1, /*largest=*/true, /*sorted=*/true));  // [n_tokens, k]
     RoutingDecision d;
     d.experts = top_ids;
-    d.weights = cfg_.renormalize ? top_scores.div(top_scores.sum(1, /*keepdim=*/true)) : top_scores;
+    if (cfg_.topk_before_softmax) {
+      d.weights = at::softmax(logits.gather(1, top_ids), 1);  // softmax over the k selected logits
+    } else {
+      const at::Tensor top_scores = scores.gather(1, top_ids);  // [n_tokens, k]
+      d.weights = cfg_.renormalize ? top_scores.div(top_scores.sum(1, /*keepdim=*/true)) : top_scores;
+    }
     d.probs = probs;
-    set_learned_aux(d, logits, probs, cfg_);
+    if (ctx.training) step_.add(top_ids);
+    const at::Tensor balance = scoped_balance_loss(cfg_, probs, top_ids, ctx, step_);  // []
+    const at::Tensor z = router_z_loss(logits);                                        // []
+    d.aux_loss = balance.mul(cfg_.balance_coef).add(z.mul(cfg_.z_loss_coef));
+    d.aux_terms["balance"] = balance.item<double>();
+    d.aux_terms["z_loss"] = z.item<double>();
+    if (cfg_.seq_aux_coef > 0.0) {
+      const at::Tensor seq = sequence_balance_loss(probs, top_ids, ctx.sequence_ids);  // []
+      d.aux_loss = d.aux_loss.add(seq.mul(cfg_.seq_aux_coef));
+      d.aux_terms["seq_balance"] = seq.item<double>();
+    }
     return d;
   }
+
+ private:
+  // logits * U(1 - jitter, 1 + jitter), elementwise, from the router's portable stream.
+  at::Tensor jittered(const at::Tensor& logits) {
+    std::vector<double> noise(static_cast<std::size_t>(logits.numel()));
+    for (double& x : noise) x = 1.0 - cfg_.jitter + 2.0 * cfg_.jitter * rng_.uniform();
+    // A copy (copy=true): autograd keeps the factor for the backward pass.
+    return logits.mul(at::from_blob(noise.data(), logits.sizes(), at::kDouble).to(logits.options(), false, /*copy=*/true));
+  }
+
+  // DeepSeek-V2 device/group-limited routing: a group's score is its best expert's score;
+  // experts outside each token's topk_groups best groups are set to -inf. select: [n, E].
+  at::Tensor limit_to_groups(const at::Tensor& select) const {
+    const int64_t n = select.size(0), g = cfg_.n_groups, size = cfg_.n_experts / g;
+    const at::Tensor grouped = select.view({n, g, size});                                        // [n, G, E/G]
+    const at::Tensor best = std::get<1>(at::topk(std::get<0>(grouped.max(2)), cfg_.topk_groups, 1));  // [n, topk_groups]
+    const at::Tensor keep = at::zeros({n, g}, select.options().dtype(at::kBool)).scatter(1, best, true);             // [n, G]
+    return grouped.masked_fill(keep.logical_not().unsqueeze(2), -std::numeric_limits<double>::infinity())
+        .view({n, cfg_.n_experts});
+  }
+
+  StepLoad step_;
+  std::vector<double> bias_;  // [E], added to the scores for selection only
+  Rng rng_;
 };
 
 }  // namespace

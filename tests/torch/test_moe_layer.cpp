@@ -1,8 +1,9 @@
 // The MoE feed-forward layer (models/moe_layer.h): sort-based dispatch must equal the dense
 // reference (every expert on every token, masked and weighted) in the forward output and
 // in the gradients of x, every expert weight and the router weight; float64 and float32;
-// top_k 1 and 2, shared experts, an oracle router with -1 slots and idle experts, and a
-// hash router. Also parameter shapes, an empty batch and the input errors.
+// top_k 1 and 2, shared experts, an oracle router with -1 slots and idle experts, a hash
+// router, capacity dropping (both policies), expert choice (E slots) and Sinkhorn. Also
+// parameter shapes, an empty batch and the input errors.
 #include <ATen/Context.h>
 #include <ATen/ops/arange.h>
 #include <ATen/ops/zeros.h>
@@ -113,6 +114,18 @@ TEST_CASE("sorted dispatch equals the dense reference, forward and backward", "[
     SECTION("hash k=2: no router gradient " + type) {
       check_against_dense(small_config("hash", 2), dtype, domain_context(3), /*router_learns=*/false);
     }
+    for (const char* policy : {"probability", "position"}) {
+      SECTION(std::string("topk k=2, capacity factor 0.5, drop by ") + policy + " " + type) {
+        MoEConfig cfg = small_config("topk", 2);
+        cfg.router.capacity_factor = 0.5;  // C = ceil(0.5 * 40 * 2 / 6) = 7: about half is dropped
+        cfg.router.drop_policy = policy;
+        check_against_dense(cfg, dtype, RouteContext{});
+      }
+    }
+    SECTION("expert_choice: E slots with -1 padding " + type) {
+      check_against_dense(small_config("expert_choice", 2), dtype, RouteContext{});
+    }
+    SECTION("sinkhorn k=2 " + type) { check_against_dense(small_config("sinkhorn", 2), dtype, RouteContext{}); }
   }
 }
 

@@ -1,7 +1,8 @@
 // The Router contract, checked for every name in router_names() (routers/router.h): shapes
-// and dtypes, ids in [0, E) or -1, distinct per token, weights >= 0 summing to 1 where a
-// token has experts, probs rows summing to 1, a finite scalar aux loss; and the one-line
-// errors for bad logits, contexts and configs. MoE Routing Testbed, arXiv 2604.07030.
+// ([n_tokens, n_slots()]) and dtypes, ids in [0, E) or -1, distinct per token, weights >= 0
+// summing to 1 where a token has experts (token choice; expert choice's are the token's
+// probabilities, so at most 1), probs rows summing to 1, a finite scalar aux loss; and the
+// one-line errors for bad logits, contexts and configs. MoE Routing Testbed, arXiv 2604.07030.
 #include <ATen/ops/arange.h>
 #include <ATen/ops/zeros.h>
 #include "tests/torch/torch_catch.h"
@@ -57,7 +58,8 @@ std::string invalid_argument_message(F&& f) {
 }  // namespace
 
 TEST_CASE("every registered router keeps the routing contract", "[routers]") {
-  REQUIRE(router_names() == std::vector<std::string>{"topk", "oracle", "hash", "random"});
+  REQUIRE(router_names() ==
+          std::vector<std::string>{"topk", "oracle", "hash", "random", "expert_choice", "sinkhorn"});
   for (const std::string& name : router_names()) {
     for (int64_t top_k : {int64_t{1}, int64_t{2}, int64_t{4}}) {  // 4 > group size 3: oracle pads
       for (at::ScalarType dtype : {at::kFloat, at::kDouble}) {
@@ -65,17 +67,20 @@ TEST_CASE("every registered router keeps the routing contract", "[routers]") {
           const int64_t n_tokens = 64;
           auto router = make_router(contract_config(name, top_k));
           REQUIRE(router->name() == name);
+          const bool expert_choice = name == "expert_choice";  // 0..E experts per token
+          const int64_t slots = router->n_slots();
+          REQUIRE(slots == (expert_choice ? kExperts : top_k));
           const at::Tensor logits = moetb_test::seeded_randn({n_tokens, kExperts}, 11, dtype).requires_grad_();
           const RoutingDecision d = router->route(logits, full_context(n_tokens, 3));
 
-          REQUIRE(d.experts.sizes() == at::IntArrayRef({n_tokens, top_k}));
+          REQUIRE(d.experts.sizes() == at::IntArrayRef({n_tokens, slots}));
           REQUIRE(d.experts.scalar_type() == at::kLong);
-          REQUIRE(d.weights.sizes() == at::IntArrayRef({n_tokens, top_k}));
+          REQUIRE(d.weights.sizes() == at::IntArrayRef({n_tokens, slots}));
           REQUIRE(d.weights.scalar_type() == dtype);
           REQUIRE(d.probs.sizes() == at::IntArrayRef({n_tokens, kExperts}));
           REQUIRE(d.aux_loss.dim() == 0);
           REQUIRE(std::isfinite(d.aux_loss.item<double>()));
-          const bool learns = name == "topk" || name == "oracle";
+          const bool learns = name == "topk" || name == "oracle" || name == "expert_choice" || name == "sinkhorn";
           CHECK(d.weights.requires_grad() == learns);
 
           const auto experts = moetb_test::to_longs(d.experts);
@@ -85,9 +90,9 @@ TEST_CASE("every registered router keeps the routing contract", "[routers]") {
           for (int64_t t = 0; t < n_tokens; ++t) {
             std::set<int64_t> seen;
             double weight_sum = 0;
-            for (int64_t j = 0; j < top_k; ++j) {
-              const int64_t e = experts[static_cast<std::size_t>(t * top_k + j)];
-              const double w = weights[static_cast<std::size_t>(t * top_k + j)];
+            for (int64_t j = 0; j < slots; ++j) {
+              const int64_t e = experts[static_cast<std::size_t>(t * slots + j)];
+              const double w = weights[static_cast<std::size_t>(t * slots + j)];
               INFO(name << " token " << t << " slot " << j << " expert " << e << " weight " << w);
               REQUIRE(e >= -1);
               REQUIRE(e < kExperts);
@@ -99,8 +104,12 @@ TEST_CASE("every registered router keeps the routing contract", "[routers]") {
               REQUIRE(seen.insert(e).second);  // distinct
               weight_sum += w;
             }
-            REQUIRE_FALSE(seen.empty());
-            CHECK(std::abs(weight_sum - 1.0) < tol);
+            if (expert_choice) {
+              CHECK(weight_sum <= 1.0 + tol);
+            } else {
+              REQUIRE_FALSE(seen.empty());
+              CHECK(std::abs(weight_sum - 1.0) < tol);
+            }
             double prob_sum = 0;
             for (int64_t e = 0; e < kExperts; ++e) {
               REQUIRE(probs[static_cast<std::size_t>(t * kExperts + e)] >= 0.0);
@@ -126,7 +135,7 @@ TEST_CASE("every router accepts an empty micro-batch", "[routers]") {
   for (const std::string& name : router_names()) {
     auto router = make_router(contract_config(name, 2));
     const RoutingDecision d = router->route(at::zeros({0, kExperts}), full_context(0, 1));
-    CHECK(d.experts.sizes() == at::IntArrayRef({0, 2}));
+    CHECK(d.experts.sizes() == at::IntArrayRef({0, router->n_slots()}));
     CHECK(d.probs.sizes() == at::IntArrayRef({0, kExperts}));
     CHECK(d.aux_loss.item<double>() == 0.0);
   }
@@ -172,7 +181,7 @@ TEST_CASE("routers name the missing context field", "[routers]") {
 TEST_CASE("make_router rejects unknown names and bad configs", "[routers]") {
   RouterConfig cfg = contract_config("nope", 2);
   CHECK_THAT(invalid_argument_message([&] { make_router(cfg); }),
-             Equals("unknown router 'nope' (known: topk, oracle, hash, random)"));
+             Equals("unknown router 'nope' (known: topk, oracle, hash, random, expert_choice, sinkhorn)"));
   cfg = contract_config("topk", 0);
   CHECK_THAT(invalid_argument_message([&] { make_router(cfg); }),
              Equals("router top_k must lie in [1, n_experts=8], got 0"));
@@ -191,4 +200,17 @@ TEST_CASE("make_router rejects unknown names and bad configs", "[routers]") {
   cfg = contract_config("topk", 2);
   cfg.z_loss_coef = std::nan("");
   CHECK_THAT(invalid_argument_message([&] { make_router(cfg); }), Contains("z_loss_coef must be finite and >= 0"));
+  cfg = contract_config("topk", 2);
+  cfg.balance_scope = "batch";
+  CHECK_THAT(invalid_argument_message([&] { make_router(cfg); }),
+             Equals("router balance_scope must be 'micro_batch', 'sequence' or 'global_batch', got 'batch'"));
+  cfg = contract_config("topk", 2);
+  cfg.n_groups = 3;
+  CHECK_THAT(invalid_argument_message([&] { make_router(cfg); }), Contains("n_groups must be >= 1 and divide n_experts=8"));
+  cfg = contract_config("topk", 2);
+  cfg.capacity_factor = -0.5;
+  CHECK_THAT(invalid_argument_message([&] { make_router(cfg); }), Contains("capacity_factor must be finite and >= 0"));
+  cfg = contract_config("topk", 2);
+  cfg.jitter = 1.0;
+  CHECK_THAT(invalid_argument_message([&] { make_router(cfg); }), Equals("router jitter must be < 1, got 1.000000"));
 }

@@ -1,0 +1,69 @@
+// Expert-choice router (Zhou et al., "Mixture-of-Experts with Expert Choice Routing",
+// arXiv 2202.09368): G = softmax(logits) over experts; each expert takes the C tokens of
+// the micro-batch with the highest G[:, e], C = min(n_tokens, ceil(c * n_tokens / E)),
+// c = capacity_factor or, when that is 0, top_k (the compute of token-choice top-k). A
+// token gets 0..E experts, so the decision has E slots, sorted by weight, -1 padded.
+// It looks across the whole micro-batch (not causal), also at evaluation. Aux: z-loss only.
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/softmax.h>
+#include <ATen/ops/topk.h>
+#include <ATen/ops/zeros.h>
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <string>
+#include <tuple>
+
+#include "routers/router.h"
+#include "routers/router_internal.h"
+
+namespace moetb {
+
+int64_t expert_choice_capacity(int64_t n_tokens, const RouterConfig& cfg) {
+  const double c = cfg.capacity_factor > 0.0 ? cfg.capacity_factor : static_cast<double>(cfg.top_k);
+  const auto cap = static_cast<int64_t>(std::ceil(c * static_cast<double>(n_tokens) / static_cast<double>(cfg.n_experts) - 1e-9));
+  return std::min(n_tokens, std::max<int64_t>(cap, 0));
+}
+
+namespace {
+
+class ExpertChoiceRouter final : public Router {
+ public:
+  explicit ExpertChoiceRouter(const RouterConfig& cfg) : Router(cfg) {}
+  std::string name() const override { return "expert_choice"; }
+  int64_t n_slots() const override { return cfg_.n_experts; }
+  bool bounds_capacity() const override { return true; }
+
+ protected:
+  RoutingDecision do_route(const at::Tensor& logits, const RouteContext& /*ctx*/) override {
+    const int64_t n_tokens = logits.size(0), n_experts = cfg_.n_experts;
+    const at::Tensor probs = at::softmax(logits, 1);  // [n_tokens, E]: G of the paper
+    const int64_t cap = expert_choice_capacity(n_tokens, cfg_);
+    at::Tensor chosen = at::zeros({n_tokens, n_experts}, logits.options().dtype(at::kBool));  // [n_tokens, E]
+    if (cap > 0) {
+      const at::Tensor picks = std::get<1>(at::topk(probs.detach(), cap, 0, /*largest=*/true, /*sorted=*/false));  // [C, E]
+      chosen = chosen.scatter(0, picks, true);
+    }
+    // Each token's slots: its chosen experts by weight, then -1.
+    const at::Tensor key = probs.detach().masked_fill(chosen.logical_not(), -1.0);  // [n_tokens, E]
+    const at::Tensor order = std::get<1>(key.sort(1, /*descending=*/true));         // [n_tokens, E]
+    const at::Tensor taken = chosen.gather(1, order);                               // [n_tokens, E]
+    RoutingDecision d;
+    d.experts = order.masked_fill(taken.logical_not(), -1);
+    d.weights = probs.gather(1, order).masked_fill(taken.logical_not(), 0.0);
+    d.probs = probs;
+    const at::Tensor z = router_z_loss(logits);  // []
+    d.aux_loss = z.mul(cfg_.z_loss_coef);
+    d.aux_terms["z_loss"] = z.item<double>();
+    return d;
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Router> make_expert_choice_router(const RouterConfig& cfg) {
+  return std::make_unique<ExpertChoiceRouter>(cfg);
+}
+
+}  // namespace moetb

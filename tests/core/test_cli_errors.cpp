@@ -7,6 +7,7 @@
 #include <regex>
 
 #include "oracle/planted_simulator.h"
+#include "tests/core/cli_test_util.h"
 #include "tests/core/trace_test_util.h"
 
 using namespace moetb;
@@ -14,26 +15,10 @@ using ttu::TempDir;
 
 namespace {
 
-struct Result {
-  int rc = -1;
-  std::string out, err;
-};
+using ctu::Result;
+using ctu::one_line;
 
-// A working directory for the command and a separate one for captured stdout/stderr.
-struct Cli {
-  TempDir work{"cli"}, io{"cli-io"};
-
-  // Runs `moetb ARGS` in the working directory.
-  Result run(const std::string& args) const {
-    const std::string out = io.file("stdout"), err = io.file("stderr");
-    const std::string cmd = "cd '" + work.path() + "' && '" + MOETB_BINARY + "' " + args + " >'" + out + "' 2>'" + err + "'";
-    const int status = std::system(cmd.c_str());
-    Result r;
-    r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    r.out = ttu::read_bytes(out);
-    r.err = ttu::read_bytes(err);
-    return r;
-  }
+struct Cli : ctu::Cli {
   // A planted trace in the working directory (2048 tokens, 2 layers).
   std::string trace(const std::string& name, uint64_t seed = 1) const {
     SimConfig cfg;
@@ -46,10 +31,6 @@ struct Cli {
     return out.path;
   }
 };
-
-bool one_line(const std::string& s) {
-  return !s.empty() && s.back() == '\n' && s.find('\n') == s.size() - 1;
-}
 
 // The command failed with one stderr line containing `word`, and the working directory
 // holds exactly `left` afterwards (no output file, no *.tmp-* file).

@@ -8,6 +8,7 @@
 #include <catch2/catch.hpp>
 #include <filesystem>
 
+#include "tests/core/cli_test_util.h"
 #include "tests/core/trace_test_util.h"
 
 namespace fs = std::filesystem;
@@ -15,32 +16,20 @@ using ttu::TempDir;
 
 namespace {
 
-struct Run {
-  int rc;
-  std::string out, err;
-};
+using Run = ctu::Result;
+using ctu::one_line;
 
-Run run_moetb(const TempDir& work, const std::string& args) {
-  const std::string out = work.file(".stdout"), err = work.file(".stderr");
-  const std::string cmd = "cd '" + work.path() + "' && '" + MOETB_BINARY + "' " + args + " >'" + out + "' 2>'" + err + "'";
-  const int status = std::system(cmd.c_str());
-  Run r{WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), ttu::read_bytes(out), ttu::read_bytes(err)};
-  fs::remove(out);
-  fs::remove(err);
-  return r;
-}
+Run run_moetb(const ctu::Cli& cli, const std::string& args) { return cli.run(args); }
 
 bool has_torch_part() { return fs::exists(fs::path(MOETB_BINARY).parent_path() / "moetb-torch"); }
-
-bool one_line(const std::string& s) { return !s.empty() && s.find('\n') == s.size() - 1; }
 
 }  // namespace
 
 TEST_CASE("cli: train and routers without the LibTorch part say so", "[cli]") {
   if (has_torch_part()) return;  // covered by the cases below
-  TempDir work("cli-train");
+  ctu::Cli cli("cli-train");
   for (const char* args : {"train --out r --data d", "routers"}) {
-    const Run r = run_moetb(work, args);
+    const Run r = run_moetb(cli, args);
     CHECK(r.rc == 1);
     CHECK(one_line(r.err));
     CHECK(ttu::contains(r.err, "MOETB_TORCH"));
@@ -49,29 +38,31 @@ TEST_CASE("cli: train and routers without the LibTorch part say so", "[cli]") {
 
 TEST_CASE("cli: a tiny moetb train run end to end, then moetb runs", "[cli]") {
   if (!has_torch_part()) return;
-  TempDir work("cli-train");
-  REQUIRE(run_moetb(work, "datagen --out data --domains 2 --vocab-per-domain 16 --seq-len 16 --train-tokens 2048 "
+  ctu::Cli cli("cli-train");
+  const ttu::TempDir& work = cli.work;
+  REQUIRE(run_moetb(cli, "datagen --out data --domains 2 --vocab-per-domain 16 --seq-len 16 --train-tokens 2048 "
                       "--val-tokens 256 --doc-len-mean 40").rc == 0);
   const std::string tiny = "--set model.d_model=16 --set model.n_heads=2 --set moe.n_experts=4 --set moe.d_ff=16 "
                            "--set train.micro_batch=4 --set eval.every=2 --set eval.sequences=4 -q";
-  const Run r = run_moetb(work, "train --data data --out run --router oracle --steps 2 " + tiny);
+  const Run r = run_moetb(cli, "train --data data --out run --router oracle --steps 2 " + tiny);
   INFO(r.err);
   REQUIRE(r.rc == 0);
   for (const char* f : {"run/eval.json", "run/config.toml", "run/run.json", "run/train_log.jsonl", "run/traces/step-000002.safetensors"})
     CHECK(fs::exists(work.file(f)));
-  const Run table = run_moetb(work, "runs run");
+  const Run table = run_moetb(cli, "runs run");
   CHECK(table.rc == 0);
   CHECK(ttu::contains(table.out, "oracle"));
   // The trace is measured by the ordinary metrics command.
-  CHECK(run_moetb(work, "metrics run/traces/step-000002.safetensors --json").rc == 0);
-  const Run listing = run_moetb(work, "routers");
+  CHECK(run_moetb(cli, "metrics run/traces/step-000002.safetensors --json").rc == 0);
+  const Run listing = run_moetb(cli, "routers");
   CHECK(listing.rc == 0);
   for (const char* name : {"topk", "oracle", "hash", "random", "expert_choice", "sinkhorn"}) CHECK(ttu::contains(listing.out, name));
 }
 
 TEST_CASE("cli: bad train inputs fail in one line and leave no run directory", "[cli]") {
   if (!has_torch_part()) return;
-  TempDir work("cli-train");
+  ctu::Cli cli("cli-train");
+  const ttu::TempDir& work = cli.work;
   ttu::write_bytes(work.file("bad.toml"), "[train]\nstepz = 3\n");
   const std::pair<const char*, const char*> cases[] = {
       {"train --data nowhere --out run", "nowhere"},
@@ -81,7 +72,7 @@ TEST_CASE("cli: bad train inputs fail in one line and leave no run directory", "
       {"train --out run --resume", "run"},
   };
   for (const auto& [args, word] : cases) {
-    const Run r = run_moetb(work, args);
+    const Run r = run_moetb(cli, args);
     INFO(args << "\n" << r.err);
     CHECK(r.rc == 1);
     CHECK(one_line(r.err));

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <map>
 
+#include "tests/core/cli_test_util.h"
 #include "tests/core/trace_test_util.h"
 
 using ttu::TempDir;
@@ -16,28 +17,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Result {
-  int rc = -1;
-  std::string out, err;
+using ctu::Result;
+using ctu::one_line;
+struct Cli : ctu::Cli {
+  Cli() : ctu::Cli("dgcli") {}
 };
-
-// A working directory for the command and a separate one for captured stdout/stderr.
-struct Cli {
-  TempDir work{"dgcli"}, io{"dgcli-io"};
-
-  Result run(const std::string& args) const {
-    const std::string out = io.file("stdout"), err = io.file("stderr");
-    const std::string cmd = "cd '" + work.path() + "' && '" + MOETB_BINARY + "' " + args + " >'" + out + "' 2>'" + err + "'";
-    const int status = std::system(cmd.c_str());
-    Result r;
-    r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    r.out = ttu::read_bytes(out);
-    r.err = ttu::read_bytes(err);
-    return r;
-  }
-};
-
-bool one_line(const std::string& s) { return !s.empty() && s.back() == '\n' && s.find('\n') == s.size() - 1; }
 
 std::map<std::string, std::string> all_files(const std::string& dir) {
   std::map<std::string, std::string> out;

@@ -23,68 +23,13 @@
 #include "metrics/trace_metrics.h"
 #include "models/trainer.h"
 #include "models/transformer.h"
+#include "tests/torch/training_test_util.h"
 
 using namespace moetb;
+using namespace training_test;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> n{0};
-    path = fs::temp_directory_path() / ("moetb-train-" + std::to_string(::getpid()) + "-" + std::to_string(n++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
-
-// A tiny synthetic dataset: 3 domains, seq_len 16.
-std::string tiny_dataset(const TempDir& dir) {
-  DatagenConfig c;
-  c.domains = 3;
-  c.vocab_per_domain = 16;
-  c.motifs_per_domain = 2;
-  c.seq_len = 16;
-  c.train_tokens = 4096;
-  c.val_tokens = 512;
-  c.doc_len_mean = 40;
-  DatasetWriteOptions o;
-  o.dir = (dir.path / "data").string();
-  write_synthetic_dataset(SyntheticCorpus(c), o);
-  return o.dir;
-}
-
-TrainConfig tiny_config(const std::string& data) {
-  TrainConfig c;
-  c.data_dir = data;
-  c.d_model = 16;
-  c.n_heads = 2;
-  c.n_layers = 2;
-  c.n_experts = 4;
-  c.top_k = 2;
-  c.d_ff = 16;
-  c.micro_batch = 4;
-  c.accum_steps = 2;
-  c.steps = 6;
-  c.warmup_steps = 2;
-  c.eval_every = 3;
-  c.eval_sequences = 8;
-  c.checkpoint_every = 0;
-  return c;
-}
-
-TrainOptions options(const fs::path& run) {
-  TrainOptions o;
-  o.run_dir = run.string();
-  o.progress = false;
-  o.config_toml = "# test\n";
-  return o;
-}
 
 // Loads a run's final weights into a fresh model.
 std::vector<at::Tensor> final_weights(const TrainConfig& cfg, const fs::path& run) {
@@ -136,10 +81,10 @@ TEST_CASE("the MoE LM is causal: a later token never changes earlier logits", "[
 }
 
 TEST_CASE("a tiny training run writes its run directory, traces and eval.json", "[training]") {
-  TempDir dir;
+  ScratchDir dir;
   const TrainConfig cfg = tiny_config(tiny_dataset(dir));
   const fs::path run = dir.path / "run";
-  const TrainResult r = train_model(cfg, options(run));
+  const TrainResult r = train_model(cfg, quiet_options(run));
   REQUIRE(r.finished);
   CHECK(r.last_step == cfg.steps);
   for (const char* f : {"config.toml", "run.json", "train_log.jsonl", "eval.json", "traces/step-000003.safetensors",
@@ -169,19 +114,19 @@ TEST_CASE("a tiny training run writes its run directory, traces and eval.json", 
 }
 
 TEST_CASE("--resume ends with exactly the weights of an uninterrupted run", "[training]") {
-  TempDir dir;
+  ScratchDir dir;
   const std::string data = tiny_dataset(dir);
   for (const char* router : {"topk", "random"}) {
     TrainConfig cfg = tiny_config(data);
     cfg.router = router;
     const fs::path whole = dir.path / (std::string("whole-") + router), split = dir.path / (std::string("split-") + router);
-    train_model(cfg, options(whole));
-    TrainOptions first = options(split);
+    train_model(cfg, quiet_options(whole));
+    TrainOptions first = quiet_options(split);
     first.stop_after = 4;
     const TrainResult part = train_model(cfg, first);
     CHECK_FALSE(part.finished);
     CHECK_FALSE(fs::exists(split / "eval.json"));
-    TrainOptions rest = options(split);
+    TrainOptions rest = quiet_options(split);
     rest.resume = true;
     REQUIRE(train_model(cfg, rest).finished);
     const auto a = final_weights(cfg, whole), b = final_weights(cfg, split);
@@ -198,13 +143,13 @@ TEST_CASE("--resume ends with exactly the weights of an uninterrupted run", "[tr
 }
 
 TEST_CASE("a NaN loss stops the run naming the step and keeps the last good checkpoint", "[training]") {
-  TempDir dir;
+  ScratchDir dir;
   TrainConfig cfg = tiny_config(tiny_dataset(dir));
   cfg.checkpoint_every = 2;
   cfg.nan_at_step = 5;
   const fs::path run = dir.path / "run";
   try {
-    train_model(cfg, options(run));
+    train_model(cfg, quiet_options(run));
     FAIL("no error");
   } catch (const std::runtime_error& e) {
     const std::string msg = e.what();
@@ -217,22 +162,22 @@ TEST_CASE("a NaN loss stops the run naming the step and keeps the last good chec
 }
 
 TEST_CASE("bad training configs are one-line errors naming the key", "[training]") {
-  TempDir dir;
+  ScratchDir dir;
   const std::string data = tiny_dataset(dir);
   TrainConfig cfg = tiny_config(data);
   cfg.top_k = 9;
-  CHECK_THROWS_WITH(train_model(cfg, options(dir.path / "r1")), Catch::Contains("moe.top_k"));
+  CHECK_THROWS_WITH(train_model(cfg, quiet_options(dir.path / "r1")), Catch::Contains("moe.top_k"));
   cfg = tiny_config(data);
   cfg.router = "nope";
-  CHECK_THROWS_WITH(train_model(cfg, options(dir.path / "r2")), Catch::Contains("router.name"));
+  CHECK_THROWS_WITH(train_model(cfg, quiet_options(dir.path / "r2")), Catch::Contains("router.name"));
   cfg = tiny_config(data);
   cfg.n_experts = 2;  // 3 domains need 3 experts for the oracle's groups
   cfg.top_k = 1;
   cfg.router = "oracle";
-  CHECK_THROWS_WITH(train_model(cfg, options(dir.path / "r3")), Catch::Contains("oracle"));
+  CHECK_THROWS_WITH(train_model(cfg, quiet_options(dir.path / "r3")), Catch::Contains("oracle"));
   cfg = tiny_config(data);
   cfg.device = "cuda";
-  if (!torch::cuda::is_available()) CHECK_THROWS_WITH(train_model(cfg, options(dir.path / "r4")), Catch::Contains("cuda"));
+  if (!torch::cuda::is_available()) CHECK_THROWS_WITH(train_model(cfg, quiet_options(dir.path / "r4")), Catch::Contains("cuda"));
   ConfigBinder binder;
   bind_train_config(binder, cfg);
   CHECK_THROWS_WITH(binder.load_toml("[train]\nstepz = 3\n", "x.toml"), Catch::Contains("train.stepz"));

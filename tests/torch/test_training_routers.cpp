@@ -17,67 +17,25 @@
 #include "datagen/dataset_writer.h"
 #include "models/trainer.h"
 #include "routers/router.h"
+#include "tests/torch/training_test_util.h"
 
 using namespace moetb;
+using namespace training_test;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct ScratchDir {
-  fs::path path;
-  ScratchDir() {
-    static std::atomic<int> n{0};
-    path = fs::temp_directory_path() / ("moetb-zoo-" + std::to_string(::getpid()) + "-" + std::to_string(n++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
-
-std::string small_dataset(const ScratchDir& dir) {
-  DatagenConfig c;
-  c.domains = 3;
-  c.vocab_per_domain = 16;
-  c.motifs_per_domain = 2;
-  c.seq_len = 16;
-  c.train_tokens = 2048;
-  c.val_tokens = 256;
-  c.doc_len_mean = 40;
-  DatasetWriteOptions o;
-  o.dir = (dir.path / "data").string();
-  write_synthetic_dataset(SyntheticCorpus(c), o);
-  return o.dir;
-}
+std::string small_dataset(const ScratchDir& dir) { return tiny_dataset(dir, 2048, 256); }
 
 TrainConfig small_config(const std::string& data) {
-  TrainConfig c;
-  c.data_dir = data;
-  c.d_model = 16;
-  c.n_heads = 2;
-  c.n_layers = 2;
-  c.n_experts = 4;
-  c.top_k = 2;
-  c.d_ff = 16;
-  c.micro_batch = 4;
-  c.accum_steps = 2;
+  TrainConfig c = tiny_config(data);
   c.steps = 3;
   c.warmup_steps = 1;
-  c.eval_every = 3;
   c.eval_sequences = 4;
-  c.checkpoint_every = 0;
   return c;
 }
 
-TrainOptions quiet(const fs::path& run) {
-  TrainOptions o;
-  o.run_dir = run.string();
-  o.progress = false;
-  o.config_toml = "# test\n";
-  return o;
-}
+TrainOptions quiet(const fs::path& run) { return quiet_options(run); }
 
 // The step lines of a run's log.
 std::vector<nlohmann::json> step_lines(const fs::path& run) {

@@ -190,6 +190,16 @@ TrainResult train_model(const TrainConfig& cfg, const TrainOptions& opts) {
     sampler.restore(s.sampler);
     restore_router_states(*model, s.router_states);
     truncate_log(run / "train_log.jsonl", start);
+    if (start >= cfg.steps) {  // nothing left to do: report the finished run
+      TrainResult done;
+      done.last_step = start;
+      done.finished = true;
+      std::ifstream in(run / "eval.json");
+      done.eval = nlohmann::json::parse(in, nullptr, false);
+      if (done.eval.is_discarded() || !done.eval.contains("eval"))
+        throw std::runtime_error(opts.run_dir + ": finished at step " + std::to_string(start) + " but eval.json is missing or unreadable");
+      return done;
+    }
   }
 
   const int64_t S = data.seq_len(), B = cfg.micro_batch;

@@ -139,6 +139,13 @@ TEST_CASE("--resume ends with exactly the weights of an uninterrupted run", "[tr
     sb << lb.rdbuf();
     const std::string text_a = sa.str(), text_b = sb.str();
     CHECK(std::count(text_a.begin(), text_a.end(), '\n') == std::count(text_b.begin(), text_b.end(), '\n'));
+    // Resuming a finished run trains nothing more and reports its evaluation.
+    const TrainResult again = train_model(cfg, rest);
+    CHECK(again.finished);
+    CHECK(again.last_step == cfg.steps);
+    CHECK(again.eval["eval"]["loss_bits"].is_number());
+    const auto c = final_weights(cfg, split);
+    for (std::size_t i = 0; i < a.size(); ++i) CHECK(at::equal(a[i], c[i]));
   }
 }
 

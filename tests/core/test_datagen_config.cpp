@@ -14,6 +14,7 @@
 
 #include "common/config_binder.h"
 #include "datagen/config.h"
+#include "tests/core/datagen_test_util.h"
 #include "tests/core/trace_test_util.h"
 
 using namespace moetb;
@@ -44,26 +45,6 @@ void bind(ConfigBinder& b, Demo& d) {
   b.add("model.optim.lr", &d.lr, "a doubly dotted number");
 }
 
-// The message of what `f` throws ("<no error>" when nothing is thrown).
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
-
-#define CHECK_ERROR(expr, ...)                                               \
-  do {                                                                       \
-    const std::string msg_ = error_of([&] { expr; });                        \
-    INFO("message: " << msg_);                                               \
-    CHECK(msg_ != "<no error>");                                             \
-    CHECK(msg_.find('\n') == std::string::npos);                             \
-    for (const std::string& part_ : std::vector<std::string>{__VA_ARGS__})   \
-      CHECK(ttu::contains(msg_, part_));                                     \
-  } while (false)
 
 }  // namespace
 
@@ -106,21 +87,21 @@ TEST_CASE("datagen: config binder rejects unknown keys and wrong types", "[datag
   Demo d;
   ConfigBinder b;
   bind(b, d);
-  CHECK_ERROR(b.load_toml("bogus = 1", "cfg.toml"), "cfg.toml", "unknown key 'bogus'");
-  CHECK_ERROR(b.load_toml("[model]\nwidth = 3", "cfg.toml"), "cfg.toml", "model.width");
-  CHECK_ERROR(b.load_toml("[other]\nk = 1", "cfg.toml"), "cfg.toml", "other");
-  CHECK_ERROR(b.load_toml("n = \"seven\"", "cfg.toml"), "cfg.toml", "'n'", "integer", "string");
-  CHECK_ERROR(b.load_toml("n = 1.5", "cfg.toml"), "'n'", "integer");
-  CHECK_ERROR(b.load_toml("x = \"1\"", "cfg.toml"), "'x'", "number");
-  CHECK_ERROR(b.load_toml("flag = 1", "cfg.toml"), "'flag'", "true or false");
-  CHECK_ERROR(b.load_toml("name = 3", "cfg.toml"), "'name'", "string");
-  CHECK_ERROR(b.load_toml("v = 3", "cfg.toml"), "'v'", "array");
-  CHECK_ERROR(b.load_toml("v = [1, \"a\"]", "cfg.toml"), "'v'", "number");
-  CHECK_ERROR(b.load_toml("names = [1]", "cfg.toml"), "'names'", "string");
-  CHECK_ERROR(b.load_toml("m = 3", "cfg.toml"), "'m'", "table");
-  CHECK_ERROR(b.load_toml("[m]\ncode = 3", "cfg.toml"), "m.code", "string");
-  CHECK_ERROR(b.load_toml("n = = 3", "cfg.toml"), "cfg.toml:1:", "syntax");
-  CHECK_ERROR(b.load_file("/no/such/dir/cfg.toml"), "/no/such/dir/cfg.toml");
+  CHECK_ONE_LINE_ERROR(b.load_toml("bogus = 1", "cfg.toml"), "cfg.toml", "unknown key 'bogus'");
+  CHECK_ONE_LINE_ERROR(b.load_toml("[model]\nwidth = 3", "cfg.toml"), "cfg.toml", "model.width");
+  CHECK_ONE_LINE_ERROR(b.load_toml("[other]\nk = 1", "cfg.toml"), "cfg.toml", "other");
+  CHECK_ONE_LINE_ERROR(b.load_toml("n = \"seven\"", "cfg.toml"), "cfg.toml", "'n'", "integer", "string");
+  CHECK_ONE_LINE_ERROR(b.load_toml("n = 1.5", "cfg.toml"), "'n'", "integer");
+  CHECK_ONE_LINE_ERROR(b.load_toml("x = \"1\"", "cfg.toml"), "'x'", "number");
+  CHECK_ONE_LINE_ERROR(b.load_toml("flag = 1", "cfg.toml"), "'flag'", "true or false");
+  CHECK_ONE_LINE_ERROR(b.load_toml("name = 3", "cfg.toml"), "'name'", "string");
+  CHECK_ONE_LINE_ERROR(b.load_toml("v = 3", "cfg.toml"), "'v'", "array");
+  CHECK_ONE_LINE_ERROR(b.load_toml("v = [1, \"a\"]", "cfg.toml"), "'v'", "number");
+  CHECK_ONE_LINE_ERROR(b.load_toml("names = [1]", "cfg.toml"), "'names'", "string");
+  CHECK_ONE_LINE_ERROR(b.load_toml("m = 3", "cfg.toml"), "'m'", "table");
+  CHECK_ONE_LINE_ERROR(b.load_toml("[m]\ncode = 3", "cfg.toml"), "m.code", "string");
+  CHECK_ONE_LINE_ERROR(b.load_toml("n = = 3", "cfg.toml"), "cfg.toml:1:", "syntax");
+  CHECK_ONE_LINE_ERROR(b.load_file("/no/such/dir/cfg.toml"), "/no/such/dir/cfg.toml");
   CHECK(d.n == 3);  // nothing above changed a value
   CHECK_THROWS_AS(b.add("n", &d.n, "twice"), std::logic_error);
 }
@@ -156,14 +137,14 @@ TEST_CASE("datagen: config binder set() parses each kind", "[datagen]") {
   CHECK(d.names.empty());
   b.set("x=2");  // an integer for a number
   CHECK(d.x == 2.0);
-  CHECK_ERROR(b.set("nokey=1"), "nokey");
-  CHECK_ERROR(b.set("n=abc"), "'n'", "abc");
-  CHECK_ERROR(b.set("n=1.5"), "'n'", "integer");
-  CHECK_ERROR(b.set("flag=1"), "'flag'");
-  CHECK_ERROR(b.set("v=1,x"), "'v'");
-  CHECK_ERROR(b.set("m=3"), "m.NAME");
-  CHECK_ERROR(b.set("=3"), "key=value");
-  CHECK_ERROR(b.set("n"), "key=value");
+  CHECK_ONE_LINE_ERROR(b.set("nokey=1"), "nokey");
+  CHECK_ONE_LINE_ERROR(b.set("n=abc"), "'n'", "abc");
+  CHECK_ONE_LINE_ERROR(b.set("n=1.5"), "'n'", "integer");
+  CHECK_ONE_LINE_ERROR(b.set("flag=1"), "'flag'");
+  CHECK_ONE_LINE_ERROR(b.set("v=1,x"), "'v'");
+  CHECK_ONE_LINE_ERROR(b.set("m=3"), "m.NAME");
+  CHECK_ONE_LINE_ERROR(b.set("=3"), "key=value");
+  CHECK_ONE_LINE_ERROR(b.set("n"), "key=value");
   CHECK(d.n == 9);
 }
 
@@ -221,7 +202,7 @@ TEST_CASE("datagen: validate_datagen_config names the bad key", "[datagen]") {
     DatagenConfig c;
     change(c);
     INFO("expected key " << key);
-    CHECK_ERROR(validate_datagen_config(c), key + ": ");
+    CHECK_ONE_LINE_ERROR(validate_datagen_config(c), key + ": ");
   };
   CHECK_NOTHROW(validate_datagen_config(DatagenConfig{}));
   bad([](DatagenConfig& c) { c.shares = {0, 0, 0, 0}; }, "shares");

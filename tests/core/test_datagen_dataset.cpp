@@ -16,6 +16,7 @@
 #include "common/config_binder.h"
 #include "datagen/dataset.h"
 #include "datagen/dataset_writer.h"
+#include "tests/core/datagen_test_util.h"
 #include "tests/core/trace_test_util.h"
 
 using namespace moetb;
@@ -41,17 +42,6 @@ DatagenConfig small_config() {
   return c;
 }
 
-nlohmann::json write_synth(const DatagenConfig& cfg, const std::string& dir) {
-  DatagenConfig copy = cfg;
-  ConfigBinder b;
-  bind_datagen_config(b, copy);
-  DatasetWriteOptions o;
-  o.dir = dir;
-  o.git_revision = "test-revision";
-  o.config_toml = b.to_toml();
-  o.config_json = b.to_json();
-  return write_synthetic_dataset(SyntheticCorpus(cfg), o);
-}
 
 struct Stream {
   std::vector<int64_t> tok, dom, mot;
@@ -91,8 +81,8 @@ std::vector<std::map<uint32_t, std::pair<uint32_t, double>>> rows_of(const Marko
 TEST_CASE("datagen: one config and seed give byte-identical synthetic datasets", "[datagen]") {
   TempDir tmp("dg-det");
   const DatagenConfig cfg = small_config();
-  const nlohmann::json m = write_synth(cfg, tmp.file("a"));
-  write_synth(cfg, tmp.file("b"));
+  const nlohmann::json m = dtu::write_dataset(cfg, tmp.file("a"));
+  dtu::write_dataset(cfg, tmp.file("b"));
   const auto a = all_files(tmp.file("a")), b = all_files(tmp.file("b"));
   REQUIRE(a.size() > 8);
   CHECK(a.count("manifest.json") == 1);
@@ -118,7 +108,7 @@ TEST_CASE("datagen: one config and seed give byte-identical synthetic datasets",
 
   DatagenConfig other = cfg;
   other.seed = 4;
-  write_synth(other, tmp.file("c"));
+  dtu::write_dataset(other, tmp.file("c"));
   const auto c = all_files(tmp.file("c"));
   CHECK(c.at("train/shard-00000.tokens") != a.at("train/shard-00000.tokens"));
   CHECK(c.at("val/shard-00000.tokens") != a.at("val/shard-00000.tokens"));
@@ -142,7 +132,7 @@ TEST_CASE("datagen: shared_vocab 0 gives disjoint domains and 1 one vocabulary",
     cfg.domains = 3;
     cfg.vocab_per_domain = 16;
     const std::string dir = tmp.file(shared == 0.0 ? "disjoint" : "one");
-    write_synth(cfg, dir);
+    dtu::write_dataset(cfg, dir);
     const Dataset ds(dir);
     const TokenLayout t = make_token_layout(cfg);
     CHECK(ds.vocab_size() == t.vocab_size);
@@ -280,7 +270,7 @@ TEST_CASE("datagen: motif ids, documents and domains are exact ground truth", "[
   for (const char* packing : {"packed", "domain"}) {
     cfg.packing = packing;
     const std::string dir = tmp.file(packing);
-    write_synth(cfg, dir);
+    dtu::write_dataset(cfg, dir);
     const Dataset ds(dir);
     INFO("packing " << packing);
     for (Split split : {Split::kTrain, Split::kVal}) {
@@ -324,7 +314,7 @@ TEST_CASE("datagen: document lengths follow the fixed and geometric laws", "[dat
   cfg.train_tokens = 120000;
   cfg.doc_len_dist = "fixed";
   cfg.doc_len_mean = 50;
-  write_synth(cfg, tmp.file("fixed"));
+  dtu::write_dataset(cfg, tmp.file("fixed"));
   const std::vector<int64_t> fixed = complete_lengths(Dataset(tmp.file("fixed")));
   CHECK(fixed.size() == 120000 / 50 - 1);
   CHECK(std::count(fixed.begin(), fixed.end(), 50) == static_cast<std::ptrdiff_t>(fixed.size()));
@@ -335,7 +325,7 @@ TEST_CASE("datagen: document lengths follow the fixed and geometric laws", "[dat
     cfg.doc_len_mean = 40;
     cfg.doc_len_max = max;
     const std::string dir = tmp.file("geo" + std::to_string(max));
-    write_synth(cfg, dir);
+    dtu::write_dataset(cfg, dir);
     const std::vector<int64_t> len = complete_lengths(Dataset(dir));
     REQUIRE(len.size() > 1000);
     // min + G with P(G >= k) = q^k, q = m / (m + 1), capped at max: E = min + sum_{k=1}^{cap} q^k.
@@ -366,7 +356,7 @@ TEST_CASE("datagen: documents and one-domain sequences follow the shares", "[dat
   for (const char* packing : {"packed", "domain"}) {
     cfg.packing = packing;
     const std::string dir = tmp.file(packing);
-    write_synth(cfg, dir);
+    dtu::write_dataset(cfg, dir);
     const Dataset ds(dir);
     std::vector<double> n(4, 0.0);
     double total = 0.0;

@@ -17,6 +17,7 @@
 #include "datagen/dataset.h"
 #include "datagen/dataset_stats.h"
 #include "datagen/dataset_writer.h"
+#include "tests/core/datagen_test_util.h"
 #include "tests/core/trace_test_util.h"
 
 using namespace moetb;
@@ -42,37 +43,7 @@ DatagenConfig small_config() {
   return c;
 }
 
-void write_synth(const DatagenConfig& cfg, const std::string& dir) {
-  DatagenConfig copy = cfg;
-  ConfigBinder b;
-  bind_datagen_config(b, copy);
-  DatasetWriteOptions o;
-  o.dir = dir;
-  o.git_revision = "test";
-  o.config_toml = b.to_toml();
-  o.config_json = b.to_json();
-  write_synthetic_dataset(SyntheticCorpus(cfg), o);
-}
 
-// The message of the exception opening `dir` throws ("<no error>" when it opens).
-std::string open_error(const std::string& dir) {
-  try {
-    const Dataset ds(dir);
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
-
-#define CHECK_OPEN_FAILS(dir, ...)                                           \
-  do {                                                                       \
-    const std::string msg_ = open_error(dir);                                \
-    INFO("message: " << msg_);                                               \
-    CHECK(msg_ != "<no error>");                                             \
-    CHECK(msg_.find('\n') == std::string::npos);                             \
-    for (const std::string& part_ : std::vector<std::string>{__VA_ARGS__})   \
-      CHECK(ttu::contains(msg_, part_));                                     \
-  } while (false)
 
 }  // namespace
 
@@ -82,7 +53,7 @@ TEST_CASE("datagen: gather equals the per-token accessors", "[datagen]") {
     DatagenConfig cfg = small_config();
     cfg.token_dtype = dtype;
     const std::string dir = tmp.file(dtype);
-    write_synth(cfg, dir);
+    dtu::write_dataset(cfg, dir);
     const Dataset ds(dir);
     INFO("token_dtype " << dtype);
     CHECK(ds.is_synthetic());
@@ -123,8 +94,8 @@ TEST_CASE("datagen: gather equals the per-token accessors", "[datagen]") {
 TEST_CASE("datagen: corrupt, truncated or missing dataset files fail on open naming the file", "[datagen]") {
   TempDir tmp("dg-corrupt");
   const std::string dir = tmp.file("ds");
-  write_synth(small_config(), dir);
-  REQUIRE(open_error(dir) == "<no error>");
+  dtu::write_dataset(small_config(), dir);
+  REQUIRE(dtu::error_of([&] { const Dataset ds_(dir); }) == "<no error>");
   const int64_t vocab = Dataset(dir).vocab_size();
   REQUIRE(vocab < 65535);
   const std::string tokens = (fs::path(dir) / "train" / "shard-00002.tokens").string();
@@ -138,19 +109,19 @@ TEST_CASE("datagen: corrupt, truncated or missing dataset files fail on open nam
     std::string b = tok_bytes;
     std::memcpy(&b[2 * 777], &bad, 2);
     ttu::write_bytes(tokens, b);
-    CHECK_OPEN_FAILS(dir, tokens, "vocab_size", std::to_string(bad));
+    CHECK_ONE_LINE_ERROR(const Dataset ds_(dir), tokens, "vocab_size", std::to_string(bad));
   }
   ttu::write_bytes(tokens, tok_bytes.substr(0, tok_bytes.size() - 2));  // one token short
-  CHECK_OPEN_FAILS(dir, tokens, "bytes");
+  CHECK_ONE_LINE_ERROR(const Dataset ds_(dir), tokens, "bytes");
   ttu::write_bytes(tokens, tok_bytes + "xy");  // one token long
-  CHECK_OPEN_FAILS(dir, tokens, "bytes");
+  CHECK_ONE_LINE_ERROR(const Dataset ds_(dir), tokens, "bytes");
   ttu::write_bytes(tokens, tok_bytes);
-  REQUIRE(open_error(dir) == "<no error>");
+  REQUIRE(dtu::error_of([&] { const Dataset ds_(dir); }) == "<no error>");
 
   std::string d = dom_bytes;
   d[5] = 4;  // domain ids are 0..3
   ttu::write_bytes(domains, d);
-  CHECK_OPEN_FAILS(dir, domains, "domain");
+  CHECK_ONE_LINE_ERROR(const Dataset ds_(dir), domains, "domain");
   ttu::write_bytes(domains, dom_bytes);
 
   const std::string motifs = (fs::path(dir) / "train" / "shard-00000.motifs").string();
@@ -160,26 +131,26 @@ TEST_CASE("datagen: corrupt, truncated or missing dataset files fail on open nam
     std::string m = mot_bytes;
     std::memcpy(&m[2 * 11], &bad, 2);
     ttu::write_bytes(motifs, m);
-    CHECK_OPEN_FAILS(dir, motifs, "motif id", std::to_string(bad));
+    CHECK_ONE_LINE_ERROR(const Dataset ds_(dir), motifs, "motif id", std::to_string(bad));
   }
   ttu::write_bytes(motifs, mot_bytes);
 
   ttu::write_bytes(docs, doc_bytes.substr(0, doc_bytes.size() - 3));
-  CHECK_OPEN_FAILS(dir, docs, "16");
+  CHECK_ONE_LINE_ERROR(const Dataset ds_(dir), docs, "16");
   std::string moved = doc_bytes;  // a document beyond the split's end
   const uint64_t far = uint64_t{1} << 40;
   std::memcpy(&moved[0], &far, 8);
   ttu::write_bytes(docs, moved);
-  CHECK_OPEN_FAILS(dir, docs, "outside");
+  CHECK_ONE_LINE_ERROR(const Dataset ds_(dir), docs, "outside");
   ttu::write_bytes(docs, doc_bytes);
 
   ttu::write_bytes(manifest, man_bytes.substr(0, man_bytes.size() / 2));
-  CHECK_OPEN_FAILS(dir, manifest, "JSON");
+  CHECK_ONE_LINE_ERROR(const Dataset ds_(dir), manifest, "JSON");
   ttu::write_bytes(manifest, man_bytes);
 
   fs::remove(domains);
-  CHECK_OPEN_FAILS(dir, domains);
-  CHECK_OPEN_FAILS(tmp.file("nothing-here"), "nothing-here", "manifest.json");
+  CHECK_ONE_LINE_ERROR(const Dataset ds_(dir), domains);
+  CHECK_ONE_LINE_ERROR(const Dataset ds_(tmp.file("nothing-here")), "nothing-here", "manifest.json");
 }
 
 TEST_CASE("datagen: BatchSampler epochs, restore and sequential order", "[datagen]") {
@@ -243,7 +214,7 @@ TEST_CASE("datagen: naive-Bayes separability follows the vocabulary knobs", "[da
     cfg.shard_sequences = 8192;
     cfg.train_tokens = 100000;
     cfg.val_tokens = 65536;
-    write_synth(cfg, tmp.file(name));
+    dtu::write_dataset(cfg, tmp.file(name));
     const Dataset ds(tmp.file(name));
     const DatasetStats st = compute_dataset_stats(ds);
     REQUIRE(st.domains.size() == 4);

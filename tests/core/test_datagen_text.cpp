@@ -15,6 +15,7 @@
 #include "datagen/dataset.h"
 #include "datagen/dataset_writer.h"
 #include "datagen/rng.h"
+#include "tests/core/datagen_test_util.h"
 #include "tests/core/trace_test_util.h"
 
 using namespace moetb;
@@ -48,17 +49,6 @@ DatagenConfig text_config(const std::map<std::string, std::string>& domains) {
   return c;
 }
 
-nlohmann::json write_text(const DatagenConfig& cfg, const std::string& dir) {
-  DatagenConfig copy = cfg;
-  ConfigBinder b;
-  bind_datagen_config(b, copy);
-  DatasetWriteOptions o;
-  o.dir = dir;
-  o.git_revision = "test";
-  o.config_toml = b.to_toml();
-  o.config_json = b.to_json();
-  return write_text_dataset(TextCorpus(cfg), cfg, o);
-}
 
 std::vector<std::string> lines_of(const std::string& path) {
   std::istringstream in(ttu::read_bytes(path));
@@ -109,7 +99,7 @@ TEST_CASE("datagen: text documents are BOS and their file's bytes", "[datagen]")
   ttu::write_bytes(tmp.file("alpha/empty.txt"), "");                                 // skipped: empty
   fs::create_symlink(tmp.file("alpha/f1.txt"), tmp.file("alpha/link.txt"));        // skipped: a link
   const DatagenConfig cfg = text_config({{"beta", b}, {"alpha", a}});
-  const nlohmann::json m = write_text(cfg, tmp.file("ds"));
+  const nlohmann::json m = dtu::write_dataset(cfg, tmp.file("ds"));
   CHECK(m["kind"] == "text");
   CHECK(m["vocab_size"] == 257);
   CHECK(m["bos_token"] == 256);
@@ -177,14 +167,14 @@ TEST_CASE("datagen: the text split is by file, deterministic, and stable when fi
   make_folder(a, 40, 3);
   make_folder(b, 40, 4);
   DatagenConfig cfg = text_config({{"alpha", a}, {"beta", b}});
-  write_text(cfg, tmp.file("one"));
-  write_text(cfg, tmp.file("two"));
+  dtu::write_dataset(cfg, tmp.file("one"));
+  dtu::write_dataset(cfg, tmp.file("two"));
   CHECK(all_files(tmp.file("one")) == all_files(tmp.file("two")));  // byte-identical
   const auto before = split_of_files(Dataset(tmp.file("one")));
   CHECK(before.size() == 80);
 
   for (int i = 0; i < 5; ++i) ttu::write_bytes(a + "/added" + std::to_string(i) + ".txt", std::string(60, 'x'));
-  write_text(cfg, tmp.file("more"));
+  dtu::write_dataset(cfg, tmp.file("more"));
   const auto after = split_of_files(Dataset(tmp.file("more")));
   CHECK(after.size() == 85);
   int64_t moved = 0;
@@ -192,7 +182,7 @@ TEST_CASE("datagen: the text split is by file, deterministic, and stable when fi
   CHECK(moved == 0);
   // Another seed draws another split (control: the check above can see a change).
   cfg.seed = 3;
-  write_text(cfg, tmp.file("reseeded"));
+  dtu::write_dataset(cfg, tmp.file("reseeded"));
   const auto reseeded = split_of_files(Dataset(tmp.file("reseeded")));
   int64_t differ = 0;
   for (const auto& [file, split] : after) differ += reseeded.count(file) == 1 && reseeded.at(file) != split;
@@ -200,7 +190,7 @@ TEST_CASE("datagen: the text split is by file, deterministic, and stable when fi
   CHECK(all_files(tmp.file("reseeded")).at("train/shard-00000.tokens") != all_files(tmp.file("more")).at("train/shard-00000.tokens"));
   // Domain packing: each sequence holds one text domain.
   cfg.packing = "domain";
-  write_text(cfg, tmp.file("by-domain"));
+  dtu::write_dataset(cfg, tmp.file("by-domain"));
   const Dataset ds(tmp.file("by-domain"));
   int64_t mixed = 0;
   for (int64_t q = 0; q < ds.n_sequences(Split::kTrain); ++q)
@@ -235,6 +225,6 @@ TEST_CASE("datagen: bad text folders fail with one line naming the key and folde
   DatagenConfig big = text_config({{"good", good}});
   big.seq_len = 4096;
   const std::string out = tmp.file("out");
-  CHECK_THROWS_WITH(write_text(big, out), Catch::Contains("seq_len"));
+  CHECK_THROWS_WITH(dtu::write_dataset(big, out), Catch::Contains("seq_len"));
   CHECK(tmp.entries() == (std::vector<std::string>{"empty", "good", "lonely"}));
 }

@@ -12,6 +12,7 @@ void add_paths(CLI::App& app);
 void add_compare(CLI::App& app);
 void add_datagen(CLI::App& app);
 void add_runs(CLI::App& app);
+void add_sweep(CLI::App& app);
 void add_train(CLI::App& app);
 void add_routers(CLI::App& app);
 

@@ -13,6 +13,8 @@ void add_compare(CLI::App& app);
 void add_datagen(CLI::App& app);
 void add_runs(CLI::App& app);
 void add_sweep(CLI::App& app);
+void add_report(CLI::App& app);
+void add_demo(CLI::App& app);
 void add_train(CLI::App& app);
 void add_routers(CLI::App& app);
 

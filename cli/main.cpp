@@ -51,6 +51,8 @@ int main(int argc, char** argv) {
   moetb::cli::add_datagen(app);
   moetb::cli::add_runs(app);
   moetb::cli::add_sweep(app);
+  moetb::cli::add_report(app);
+  moetb::cli::add_demo(app);
   // Listed in --help; never parsed here (main hands them to moetb-torch above).
   app.add_subcommand("train", "Train a small MoE language model and record its routing (LibTorch)");
   app.add_subcommand("routers", "List every router and router option with its reference (LibTorch)");

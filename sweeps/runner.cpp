@@ -174,7 +174,6 @@ void ensure_dataset(const SweepDir& dir, const SweepPlan& plan, const std::strin
 RunSummary run_sweep(const SweepDir& dir, const RunOptions& options) {
   Runner runner(dir, dir.load(), options);
   const SweepPlan& plan = runner.plan();
-  ensure_dataset(dir, plan, runner.options().moetb);
   RunSummary summary;
   std::deque<PlanEntry> todo;
   for (const auto& e : plan.runs) {
@@ -184,6 +183,7 @@ RunSummary run_sweep(const SweepDir& dir, const RunOptions& options) {
     else if (st == RunState::failed && !options.retry_failed) ++summary.skipped_failed;
     else todo.push_back(e);
   }
+  if (!todo.empty()) ensure_dataset(dir, plan, runner.options().moetb);
   const int jobs = std::max(1, options.jobs);
   const int threads = options.threads_per_run > 0 ? options.threads_per_run : std::max(1, usable_cores() / jobs);
   const std::size_t total = todo.size();
@@ -249,7 +249,6 @@ int run_one(const SweepDir& dir, int64_t index, const RunOptions& options) {
     std::cerr << "moetb sweep: run " << index << " (" << e.id << ") is no longer in the spec; nothing to do\n";
     return 0;
   }
-  ensure_dataset(dir, plan, runner.options().moetb);
   const RunState st = dir.state(e.id);
   if (st == RunState::ok) {
     std::cerr << "moetb sweep: run " << index << " (" << e.id << ") is already complete\n";
@@ -265,6 +264,7 @@ int run_one(const SweepDir& dir, int64_t index, const RunOptions& options) {
     const char* slurm = std::getenv("SLURM_CPUS_PER_TASK");
     threads = slurm != nullptr && std::atoi(slurm) > 0 ? std::atoi(slurm) : usable_cores();
   }
+  ensure_dataset(dir, plan, runner.options().moetb);
   RunSummary summary;
   auto s = runner.start(e, threads, summary);
   if (!s) {

@@ -31,6 +31,7 @@ bool parse_number(const std::string& s, double& x) {
 }
 
 std::string short_axis(const std::string& key) { return key == "router.name" ? "router" : key; }
+std::string last_part(const std::string& key) { return key.substr(key.rfind('.') + 1); }
 
 std::vector<std::string> chosen_metrics(const ResultsTable& t, const std::vector<std::string>& wanted) {
   std::vector<std::string> out;
@@ -78,14 +79,22 @@ std::vector<std::pair<std::string, std::string>> sweep_plots(const ResultsTable&
       chart.y_label = column_title(m);
       if (!numeric) chart.x_categories = xs;
       chart.log_x = numeric && lo > 0 && hi / lo >= 100;
+      // Lines: the other axes that vary among the groups on this plot (e.g. the router).
+      std::vector<bool> varies(t.axis_keys.size(), false);
+      for (std::size_t b = 0; b < t.axis_keys.size(); ++b) {
+        std::set<std::string> values;
+        for (const auto& g : groups)
+          if (!g.axis_values[a].empty()) values.insert(g.axis_values[b]);
+        varies[b] = b != a && values.size() > 1;
+      }
       std::map<std::string, std::size_t> line_of;  // other axes' values -> series
       for (const auto& g : groups) {
         if (g.axis_values[a].empty()) continue;
         std::string label;
         for (std::size_t b = 0; b < t.axis_keys.size(); ++b)
-          if (b != a && !g.axis_values[b].empty())
-            label += (label.empty() ? "" : ", ") + (t.axis_keys[b] == "router.name" ? g.axis_values[b] : short_axis(t.axis_keys[b]) + "=" + g.axis_values[b]);
-        if (label.empty()) label = "mean over seeds";
+          if (varies[b])
+            label += (label.empty() ? "" : ", ") + (t.axis_keys[b] == "router.name" ? g.axis_values[b] : last_part(t.axis_keys[b]) + "=" + g.axis_values[b]);
+        if (label.empty()) label = g.router.empty() ? "mean over seeds" : g.router;
         auto [it, fresh] = line_of.emplace(label, chart.series.size());
         if (fresh) chart.series.push_back({label, {}, {}, {}});
         ChartSeries& s = chart.series[it->second];

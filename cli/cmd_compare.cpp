@@ -1,5 +1,8 @@
-// `moetb compare A B`: router saturation per layer and the change of every summary
-// metric between two traces of the same tokens (metrics.md §9).
+// `moetb compare A B`: two traces of the same tokens (checkpoints of one model, or two
+// models on the same text): router saturation per layer where layers and experts
+// correspond, and for every summary metric A, B, the change and a verdict "differs"/"same"
+// (|delta| above both --tol and 2 paired jackknife standard errors; metrics.md §9).
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -11,41 +14,103 @@
 #include "metrics/trace_compare.h"
 
 namespace moetb::cli {
+namespace {
+
+std::string compare_table(const nlohmann::json& j) {
+  std::ostringstream text;
+  char line[256];
+  auto trace_line = [&](const char* name, const nlohmann::json& t) {
+    text << name << ": " << t["tokens"] << " tokens, " << t["layers"] << " layers, " << t["num_experts"]
+         << " experts, top-" << t["top_k"] << "\n";
+  };
+  trace_line("A", j["a"]);
+  trace_line("B", j["b"]);
+  for (const auto& n : j["notes"]) text << "note: " << n.get<std::string>() << "\n";
+  if (!j["saturation"].empty()) {
+    text << "\nrouter saturation |S_A ∩ S_B| / |S_B| per layer:\n";
+    for (std::size_t l = 0; l < j["saturation"].size(); ++l)
+      text << "  layer " << l << ": " << format_number(j["saturation"][l]) << "\n";
+  }
+  const bool verdicts = j.contains("criterion");
+  // Differing metrics first, then the same, then what could not be compared; key order inside.
+  std::vector<std::string> order;
+  for (const char* group : {"differs", "same", ""})
+    for (auto it = j["summary"].begin(); it != j["summary"].end(); ++it) {
+      const auto& v = it.value();
+      const std::string verdict = v.contains("verdict") && v["verdict"].is_string() ? v["verdict"].get<std::string>() : "";
+      if (verdict == group) order.push_back(it.key());
+    }
+  text << "\n";
+  std::snprintf(line, sizeof line, "%-24s %10s %10s %10s %10s  %s\n", "summary metric", "A", "B", "B - A",
+                verdicts ? "threshold" : "", verdicts ? "verdict" : "");
+  text << line;
+  for (const auto& key : order) {
+    const auto& v = j["summary"][key];
+    std::string verdict;
+    if (verdicts) verdict = v["verdict"].is_string() ? v["verdict"].get<std::string>() : "-";
+    if (v.contains("note")) verdict += " (" + v["note"].get<std::string>() + ")";
+    std::snprintf(line, sizeof line, "%-24s %10s %10s %10s %10s  %s\n", key.c_str(), format_number(v["a"], 4).c_str(),
+                  format_number(v["b"], 4).c_str(), format_number(v["delta"], 4).c_str(),
+                  verdicts ? format_number(v["threshold"], 4).c_str() : "", verdict.c_str());
+    text << line;
+  }
+  if (verdicts) {
+    const auto& c = j["criterion"];
+    text << "\n" << j["differs"].size() << " metric(s) differ. Verdict: differs when |B - A| > threshold = max(tol "
+         << c["tol"].get<double>() << ", " << c["z"].get<double>() << " x the paired standard error of B - A), the\n"
+         << "error from a delete-one-block jackknife over " << c["blocks"] << " contiguous token blocks (token-id "
+         << "groups for rss). See docs/metrics.md\n";
+  }
+  return text.str();
+}
+
+}  // namespace
 
 void add_compare(CLI::App& app) {
-  auto* cmd = app.add_subcommand("compare", "Compare two traces of the same tokens (saturation, metric changes)");
+  auto* cmd = app.add_subcommand("compare", "Compare two traces of the same tokens (saturation, metric changes, verdicts)");
   struct Args {
     std::string a, b, out = "-";
     bool json = false;
+    double tol = kCompareTol;
+    int blocks = kCompareBlocks, threads = 0, groups = 8;
   };
   auto a = std::make_shared<Args>();
-  cmd->add_option("A", a->a, "First trace (e.g. an early checkpoint)")->required();
-  cmd->add_option("B", a->b, "Second trace (e.g. the final checkpoint)")->required();
+  cmd->add_option("A", a->a, "First trace (e.g. an early checkpoint, or model A), a file or directory of shards")
+      ->required();
+  cmd->add_option("B", a->b, "Second trace of the same tokens (e.g. the final checkpoint, or model B)")->required();
   cmd->add_flag("--json", a->json, "Print JSON (moetb-compare/1)");
   cmd->add_option("--out,-o", a->out, "Write to this file (atomically) instead of stdout");
+  cmd->add_option("--tol", a->tol, "Smallest absolute difference called 'differs'")->capture_default_str();
+  cmd->add_option("--blocks", a->blocks, "Jackknife blocks for the standard errors (0 = verdicts on --tol alone)")
+      ->capture_default_str();
+  cmd->add_option("--groups", a->groups, "G for ne_group (E must be divisible by G)")->capture_default_str();
+  cmd->add_option("--threads", a->threads, "Threads (0 = all cores)")->capture_default_str();
   cmd->callback([a] {
+    if (!(a->tol >= 0) || !std::isfinite(a->tol)) throw std::invalid_argument("--tol must be a non-negative number");
+    if (a->blocks < 0 || a->blocks == 1 || a->blocks > 1024)
+      throw std::invalid_argument("--blocks must be 0 or lie in [2, 1024]");
     const Trace ta({a->a}), tb({a->b});
-    const auto saturation = router_saturation(ta, tb);
-    const nlohmann::json j = compare_json(compute_trace_metrics(ta), compute_trace_metrics(tb), saturation);
-    if (a->json) {
-      write_output(a->out, j.dump(2) + "\n");
-      return;
-    }
-    std::ostringstream text;
-    text << "router saturation |S_A ∩ S_B| / |S_B| per layer:\n";
-    for (std::size_t l = 0; l < j["saturation"].size(); ++l)
-      text << "  layer " << l << ": " << format_number(j["saturation"][l]) << "\n";
-    text << "\n";
-    char line[160];
-    std::snprintf(line, sizeof line, "%-28s %12s %12s %12s\n", "summary metric", "A", "B", "B - A");
-    text << line;
-    for (auto it = j["summary"].begin(); it != j["summary"].end(); ++it) {
-      const auto& v = it.value();
-      std::snprintf(line, sizeof line, "%-28s %12s %12s %12s\n", it.key().c_str(), format_number(v["a"]).c_str(),
-                    format_number(v["b"]).c_str(), format_number(v["delta"]).c_str());
-      text << line;
-    }
-    write_output(a->out, text.str());
+    const TokenCheck tokens = check_same_tokens(ta, tb);
+    CompareOptions copt;
+    copt.tol = a->tol;
+    copt.verdicts = true;
+    if (tokens.labelled_a != tokens.labelled_b)
+      copt.notes.push_back(std::string(tokens.labelled_a ? "B" : "A") +
+                           " labels no token with a domain: its domain metrics are null");
+    std::vector<std::optional<double>> saturation;
+    const std::string skip = saturation_skip_reason(ta, tb);
+    if (skip.empty())
+      saturation = router_saturation(ta, tb);
+    else
+      copt.notes.push_back(skip);
+    MetricsOptions mopt;
+    mopt.threads = a->threads;
+    mopt.ne_groups = a->groups;
+    mopt.jackknife_blocks = a->blocks;
+    const TraceMetrics ma = compute_trace_metrics(ta, mopt);
+    const TraceMetrics mb = compute_trace_metrics(tb, mopt);
+    const nlohmann::json j = compare_json(ma, mb, saturation, copt);
+    write_output(a->out, a->json ? j.dump(2) + "\n" : compare_table(j));
   });
 }
 

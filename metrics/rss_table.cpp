@@ -181,18 +181,48 @@ void RssCounter::flush_sparse() {
   flush_at_ = std::max(kMinFlushKeys, table_keys_.size());
 }
 
-RssCounter::Sums RssCounter::finish() {
+std::size_t RssCounter::id_group(int32_t token_id, int id_groups) {
+  // Fibonacci hashing: ids that are contiguous per domain still spread over all groups.
+  const uint64_t h = static_cast<uint64_t>(static_cast<uint32_t>(token_id)) * 0x9E3779B97F4A7C15ull;
+  return static_cast<std::size_t>((h >> 32) % static_cast<uint64_t>(id_groups));
+}
+
+RssCounter::Sums RssCounter::finish(int id_groups) {
   Sums sums;
-  auto add_id = [&](double sum_c, double sum_c2, int64_t n_v) {
+  const auto n_groups = static_cast<std::size_t>(id_groups >= 2 ? id_groups : 0);
+  sums.group_overlap.assign(n_groups, 0.0);
+  sums.group_occurrences.assign(n_groups, 0);
+  sums.group_routed.assign(n_groups, 0);
+  sums.group_assignments.assign(n_groups, 0);
+  sums.group_load.assign(n_groups * static_cast<std::size_t>(n_experts_), 0);
+  auto add_id = [&](int32_t v, double sum_c, double sum_c2, int64_t n_v) {
+    if (n_groups > 0) {
+      const std::size_t g = id_group(v, id_groups);
+      sums.group_routed[g] += n_v;
+      sums.group_assignments[g] += static_cast<int64_t>(sum_c);
+    }
     if (n_v < 2) return;
-    sums.weighted_overlap_sum += (sum_c2 - sum_c) / static_cast<double>(n_v - 1);
+    const double overlap = (sum_c2 - sum_c) / static_cast<double>(n_v - 1);
+    sums.weighted_overlap_sum += overlap;
     sums.occurrences += n_v;
+    if (id_groups >= 2) {
+      const std::size_t g = id_group(v, id_groups);
+      sums.group_overlap[g] += overlap;
+      sums.group_occurrences[g] += n_v;
+    }
   };
   if (dense_) {
     DenseScratch& d = *dense_buffers_;
     for (int64_t v = 0; v < n_ids_; ++v) {
-      add_id(static_cast<double>(d.sum_c[v]), static_cast<double>(d.sum_c2[v]), d.occurrences[v]);
-      if (d.sum_c[v] > 0) std::fill_n(d.table.data() + v * n_experts_, n_experts_, 0u);  // leave it all-zero
+      if (d.sum_c[v] == 0) continue;
+      add_id(static_cast<int32_t>(v), static_cast<double>(d.sum_c[v]), static_cast<double>(d.sum_c2[v]),
+             d.occurrences[v]);
+      uint32_t* row = d.table.data() + v * n_experts_;
+      if (n_groups > 0) {
+        int64_t* load = sums.group_load.data() + id_group(static_cast<int32_t>(v), id_groups) * n_experts_;
+        for (int64_t e = 0; e < n_experts_; ++e) load[e] += row[e];
+      }
+      std::fill_n(row, n_experts_, 0u);  // leave it all-zero
     }
     d.table_clean = true;
     return sums;
@@ -207,14 +237,18 @@ RssCounter::Sums RssCounter::finish() {
     int64_t n_v = 0;
     for (; i < table_keys_.size() && (table_keys_[i] >> expert_bits_) == id; ++i) {
       const double c = table_counts_[i];
-      if ((table_keys_[i] & expert_mask) == static_cast<uint64_t>(n_experts_)) {
+      const uint64_t e = table_keys_[i] & expert_mask;
+      if (e == static_cast<uint64_t>(n_experts_)) {
         n_v = table_counts_[i];
       } else {
         sum_c += c;
         sum_c2 += c * c;
+        if (n_groups > 0)
+          sums.group_load[id_group(static_cast<int32_t>(static_cast<uint32_t>(id)), id_groups) * n_experts_ + e] +=
+              table_counts_[i];
       }
     }
-    add_id(sum_c, sum_c2, n_v);
+    add_id(static_cast<int32_t>(static_cast<uint32_t>(id)), sum_c, sum_c2, n_v);
   }
   return sums;
 }

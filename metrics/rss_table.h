@@ -31,8 +31,16 @@ class RssCounter {
   struct Sums {
     double weighted_overlap_sum = 0;  // sum over ids with n_v >= 2 of (sum_e c^2 - sum_e c) / (n_v - 1)
     int64_t occurrences = 0;          // sum of n_v over ids with n_v >= 2
+    // Split over hashed token-id groups (only when finish() is asked for groups): the two sums
+    // above, and the load, routed tokens and assignments of each group's ids (all of them).
+    std::vector<double> group_overlap;
+    std::vector<int64_t> group_occurrences;
+    std::vector<int64_t> group_load;  // [groups, E]
+    std::vector<int64_t> group_routed, group_assignments;
   };
-  Sums finish();
+  // id_groups >= 2: also split the sums over that many groups of token ids (jackknife clusters).
+  Sums finish(int id_groups = 0);
+  static std::size_t id_group(int32_t token_id, int id_groups);
   bool dense() const { return dense_; }
 
   // Dense-mode buffers, taken from a per-thread pool and returned (table all-zero) when done,

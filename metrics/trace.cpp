@@ -48,8 +48,9 @@ float LayerView::weight(int64_t token, int64_t slot) const {
   }
 }
 
-void check_domain_ids(const ShardView& shard) {
-  for (int64_t t = 0; t < shard.n_tokens; ++t) {
+void check_domain_ids(const ShardView& shard, int64_t begin, int64_t end) {
+  if (end < 0 || end > shard.n_tokens) end = shard.n_tokens;
+  for (int64_t t = begin; t < end; ++t) {
     const int32_t d = shard.domain_ids[t];
     if (d < -1 || d > kMaxDomainId)
       fail(shard.label, "domain_ids", "value " + std::to_string(d) + " at token " + std::to_string(t) +
@@ -334,6 +335,14 @@ void Trace::release(std::size_t i) const { shards_.at(i)->file->release_pages();
 void Trace::release_layer(std::size_t i, int layer) const {
   const auto& [begin, end] = shards_.at(i)->layer_bytes.at(layer);
   shards_[i]->file->release_pages(begin, end);
+}
+
+void Trace::release_range(std::size_t i, const void* begin, const void* end) const {
+  const MappedFile& f = *shards_.at(i)->file;
+  const auto base = reinterpret_cast<std::uintptr_t>(f.data());
+  const auto b = reinterpret_cast<std::uintptr_t>(begin), e = reinterpret_cast<std::uintptr_t>(end);
+  if (f.data() == nullptr || b < base || e > base + f.size() || b >= e) return;  // an aligned copy, not the map
+  f.release_pages(b - base, e - base);
 }
 
 // ---------------------------------------------------------------- TraceData (memory)

@@ -48,6 +48,7 @@ struct LayerView {
 
 struct ShardView {
   std::string label;                 // file name, for errors
+  int64_t first_token = 0;           // index in the file of this view's token 0 (a slice), for errors
   int64_t n_tokens = 0;
   const int32_t* token_ids = nullptr;   // [n_tokens]
   const int32_t* positions = nullptr;   // [n_tokens]
@@ -56,8 +57,8 @@ struct ShardView {
 };
 
 // Expert-id contents (range, duplicates) are checked while streaming, by LayerAccumulator.
-// Checks domain ids lie in [-1, kMaxDomainId].
-void check_domain_ids(const ShardView& shard);
+// Checks domain ids of tokens [begin, end) (end < 0: to the end) lie in [-1, kMaxDomainId].
+void check_domain_ids(const ShardView& shard, int64_t begin = 0, int64_t end = -1);
 
 // Anything the metrics can stream: a list of shards sharing one TraceMeta.
 class ShardSource {
@@ -69,6 +70,8 @@ class ShardSource {
   virtual ShardView shard(std::size_t i) const = 0;
   virtual void release(std::size_t /*i*/) const {}  // done with shard i for now
   virtual void release_layer(std::size_t /*i*/, int /*layer*/) const {}  // done with one layer of shard i
+  // Done with the bytes [begin, end) of shard i for now (whole pages inside; ignored unless mapped).
+  virtual void release_range(std::size_t /*i*/, const void* /*begin*/, const void* /*end*/) const {}
   int64_t n_tokens() const;
   std::vector<std::string> domain_list(int max_domain_id) const;  // names, else decimal ids
 };
@@ -84,6 +87,7 @@ class Trace : public ShardSource {
   ShardView shard(std::size_t i) const override;
   void release(std::size_t i) const override;
   void release_layer(std::size_t i, int layer) const override;
+  void release_range(std::size_t i, const void* begin, const void* end) const override;
   const std::vector<std::string>& files() const { return files_; }
 
  private:

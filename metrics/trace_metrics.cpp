@@ -1,6 +1,7 @@
-// Orchestrates the metric suite: shard-major streaming (each shard is mapped, consumed by
-// every selected layer in parallel, then released), then per-layer formulas, then the
-// JSON of metrics.md ("moetb-metrics/1"). Undefined values are null, never NaN.
+// Orchestrates the metric suite: layer-major streaming (each thread takes one layer through
+// every shard in chunks of 256 Ki tokens, giving each chunk's mapped pages back), then
+// per-layer formulas (and jackknife replicates if asked), then the JSON of metrics.md
+// ("moetb-metrics/1"). Undefined values are null, never NaN.
 #include "metrics/trace_metrics.h"
 
 #include <algorithm>
@@ -41,6 +42,39 @@ void parallel_for(int n, int threads, Fn fn) {
   if (error) std::rethrow_exception(error);
 }
 
+// Tokens streamed between giving mapped pages back: what a pass keeps resident per thread is
+// this many tokens of token arrays and expert ids (7 MB at k = 8), whatever the shard size.
+constexpr int64_t kChunkTokens = int64_t{1} << 18;
+
+// Tokens [begin, end) of a shard: token arrays and expert ids only (what the accumulators read).
+ShardView slice_tokens(const ShardView& v, int64_t begin, int64_t end) {
+  ShardView out;
+  out.label = v.label;
+  out.first_token = v.first_token + begin;
+  out.n_tokens = end - begin;
+  out.token_ids = v.token_ids + begin;
+  out.positions = v.positions + begin;
+  out.domain_ids = v.domain_ids + begin;
+  for (const LayerView& l : v.layers) {
+    LayerView lv;
+    lv.k = l.k;
+    if (l.experts_i16 != nullptr) lv.experts_i16 = l.experts_i16 + begin * l.k;
+    if (l.experts_i32 != nullptr) lv.experts_i32 = l.experts_i32 + begin * l.k;
+    out.layers.push_back(lv);
+  }
+  return out;
+}
+
+// Gives back the token arrays of tokens [begin, end) of shard s (and the expert ids of `layer` if >= 0).
+void release_tokens(const ShardSource& trace, std::size_t s, const ShardView& v, int64_t begin, int64_t end,
+                    int layer) {
+  for (const int32_t* a : {v.token_ids, v.positions, v.domain_ids}) trace.release_range(s, a + begin, a + end);
+  if (layer < 0) return;
+  const LayerView& l = v.layers.at(static_cast<std::size_t>(layer));
+  if (l.experts_i16 != nullptr) trace.release_range(s, l.experts_i16 + begin * l.k, l.experts_i16 + end * l.k);
+  if (l.experts_i32 != nullptr) trace.release_range(s, l.experts_i32 + begin * l.k, l.experts_i32 + end * l.k);
+}
+
 nlohmann::json opt_json(const Opt& v) {
   if (!v || !std::isfinite(*v)) return nullptr;
   return *v;
@@ -50,6 +84,22 @@ nlohmann::json ngram_json(const std::array<Opt, 3>& values) {
   nlohmann::json j = nlohmann::json::object();
   for (std::size_t i = 0; i < kNgramLengths.size(); ++i) j[std::to_string(kNgramLengths[i])] = opt_json(values[i]);
   return j;
+}
+
+// RSS (metrics.md §4) from the occurrence sums and the load: (O - O_0) / (1 - O_0).
+Opt rss_from_stats(const LayerStats& stats) {
+  if (stats.assignments <= 0 || stats.rss.occurrences <= 0) return std::nullopt;
+  const double assignments = static_cast<double>(stats.assignments);
+  const double kbar = assignments / static_cast<double>(stats.routed_tokens);
+  double sum_f2 = 0;
+  for (int64_t x : stats.expert_load) {
+    const double f = static_cast<double>(x) / assignments;
+    sum_f2 += f * f;
+  }
+  const double overlap = stats.rss.weighted_overlap_sum / (kbar * static_cast<double>(stats.rss.occurrences));
+  const double chance = kbar * sum_f2;
+  if (chance >= 1.0) return std::nullopt;
+  return (overlap - chance) / (1.0 - chance);
 }
 
 }  // namespace
@@ -74,20 +124,11 @@ LayerMetrics layer_metrics_from_stats(int layer, LayerStats stats, int n_domains
   out.load = load_stats(stats.expert_load);
 
   const double assignments = static_cast<double>(stats.assignments);
+  out.rss = rss_from_stats(stats);
   if (stats.assignments > 0) {
     const double kbar = assignments / static_cast<double>(stats.routed_tokens);
-    double sum_f2 = 0;
     std::vector<double> kf(stats.expert_load.size());
-    for (std::size_t e = 0; e < kf.size(); ++e) {
-      const double f = static_cast<double>(stats.expert_load[e]) / assignments;
-      sum_f2 += f * f;
-      kf[e] = kbar * f;
-    }
-    if (stats.rss.occurrences > 0) {
-      const double overlap = stats.rss.weighted_overlap_sum / (kbar * static_cast<double>(stats.rss.occurrences));
-      const double chance = kbar * sum_f2;
-      if (chance < 1.0) out.rss = (overlap - chance) / (1.0 - chance);
-    }
+    for (std::size_t e = 0; e < kf.size(); ++e) kf[e] = kbar * static_cast<double>(stats.expert_load[e]) / assignments;
     for (std::size_t i = 0; i < kNgramLengths.size(); ++i) {
       double s = 0;
       for (double x : kf) s += std::pow(x, kNgramLengths[i]);
@@ -137,15 +178,19 @@ TraceMetrics compute_trace_metrics(const ShardSource& trace, const MetricsOption
   int64_t min_id = 0, max_id = -1;
   for (std::size_t s = 0; s < trace.n_shards(); ++s) {
     const ShardView shard = trace.shard(s);
-    check_domain_ids(shard);
-    for (int64_t t = 0; t < shard.n_tokens; ++t) {
-      const int32_t d = shard.domain_ids[t];
-      min_id = std::min<int64_t>(min_id, shard.token_ids[t]);
-      max_id = std::max<int64_t>(max_id, shard.token_ids[t]);
-      if (d < 0) continue;
-      if (d >= static_cast<int>(out.domain_tokens.size())) out.domain_tokens.resize(d + 1, 0);
-      ++out.domain_tokens[d];
-      max_domain = std::max(max_domain, static_cast<int>(d));
+    for (int64_t begin = 0; begin < shard.n_tokens; begin += kChunkTokens) {
+      const int64_t end = std::min(shard.n_tokens, begin + kChunkTokens);
+      check_domain_ids(shard, begin, end);
+      for (int64_t t = begin; t < end; ++t) {
+        const int32_t d = shard.domain_ids[t];
+        min_id = std::min<int64_t>(min_id, shard.token_ids[t]);
+        max_id = std::max<int64_t>(max_id, shard.token_ids[t]);
+        if (d < 0) continue;
+        if (d >= static_cast<int>(out.domain_tokens.size())) out.domain_tokens.resize(d + 1, 0);
+        ++out.domain_tokens[d];
+        max_domain = std::max(max_domain, static_cast<int>(d));
+      }
+      release_tokens(trace, s, shard, begin, end, -1);
     }
     out.tokens += shard.n_tokens;
   }
@@ -156,14 +201,36 @@ TraceMetrics compute_trace_metrics(const ShardSource& trace, const MetricsOption
   // Pass 2, layer-major: each thread streams one layer through every shard, finishes it and
   // drops its state (and its mapped pages) before taking the next, so memory holds at most
   // `threads` layers' tables at once whatever the number of layers or tokens.
+  // Jackknife blocks hold B copies of the domain x expert counts per thread: capped at 2^24 cells.
+  const int64_t cells = (static_cast<int64_t>(n_domains) + 1) * meta.num_experts;
+  int blocks = static_cast<int>(std::min<int64_t>(options.jackknife_blocks, (int64_t{1} << 24) / cells));
+  if (blocks < 2) blocks = 0;
+  out.jackknife_blocks = blocks;
   out.layers.resize(layers.size());
   parallel_for(static_cast<int>(layers.size()), threads, [&](int i) {
     LayerAccumulator acc(layers[i], meta.num_experts, options.ne_groups, min_id, max_id);
+    acc.set_blocks(out.tokens, blocks);
     for (std::size_t s = 0; s < trace.n_shards(); ++s) {
-      acc.consume(trace.shard(s));
+      const ShardView shard = trace.shard(s);
+      for (int64_t begin = 0; begin < shard.n_tokens; begin += kChunkTokens) {
+        const int64_t end = std::min(shard.n_tokens, begin + kChunkTokens);
+        acc.consume(slice_tokens(shard, begin, end));
+        release_tokens(trace, s, shard, begin, end, layers[i]);  // other threads re-read from the page cache
+      }
       trace.release_layer(s, layers[i]);
     }
-    out.layers[i] = layer_metrics_from_stats(layers[i], acc.finish(), n_domains, groups);
+    LayerStats stats = acc.finish();
+    std::vector<LayerMetrics> replicates;
+    for (std::size_t b = 0; b < stats.blocks.size(); ++b) {
+      replicates.push_back(layer_metrics_from_stats(layers[i], stats_without_block(stats, b), n_domains, groups));
+      replicates.back().rss = rss_from_stats(stats_without_id_group(stats, b));
+      replicates.back().stats = LayerStats{};  // the summary needs none of these: drop them
+      std::vector<Opt>().swap(replicates.back().rs_per_domain);
+      std::vector<std::vector<Opt>>().swap(replicates.back().di_pairs);
+    }
+    stats.blocks.clear();
+    out.layers[i] = layer_metrics_from_stats(layers[i], std::move(stats), n_domains, groups);
+    out.layers[i].replicates = std::move(replicates);
   });
   return out;
 }
@@ -223,14 +290,17 @@ nlohmann::json summarize_layers(const nlohmann::json& layers) {
   return summary;
 }
 
-nlohmann::json metrics_to_json(const TraceMetrics& m) {
+namespace {
+nlohmann::json layers_json(const TraceMetrics& m, int replicate) {
   nlohmann::json layers = nlohmann::json::array();
-  for (const auto& lm : m.layers) {
+  for (const auto& layer : m.layers) {
+    const LayerMetrics& lm = replicate < 0 ? layer : layer.replicates.at(static_cast<std::size_t>(replicate));
     nlohmann::json j;
     j["layer"] = lm.layer;
     j["rs"] = opt_json(lm.rs);
     nlohmann::json per_domain = nlohmann::json::object();
-    for (std::size_t d = 0; d < m.domains.size(); ++d) per_domain[m.domains[d]] = opt_json(lm.rs_per_domain[d]);
+    for (std::size_t d = 0; d < lm.rs_per_domain.size() && d < m.domains.size(); ++d)  // replicates have none
+      per_domain[m.domains[d]] = opt_json(lm.rs_per_domain[d]);
     j["rs_per_domain"] = per_domain;
     j["rs_mm"] = opt_json(lm.rs_mm);
     j["ner"] = opt_json(lm.ner);
@@ -258,6 +328,14 @@ nlohmann::json metrics_to_json(const TraceMetrics& m) {
     }
     layers.push_back(std::move(j));
   }
+  return layers;
+}
+}  // namespace
+
+nlohmann::json replicate_summary_json(const TraceMetrics& m, int b) { return summarize_layers(layers_json(m, b)); }
+
+nlohmann::json metrics_to_json(const TraceMetrics& m) {
+  nlohmann::json layers = layers_json(m, -1);
   nlohmann::json per_domain = nlohmann::json::object();
   for (std::size_t d = 0; d < m.domains.size(); ++d) {
     double sum = 0;

@@ -20,6 +20,9 @@ struct MetricsOptions {
   int threads = 0;                   // 0 = hardware concurrency (layers run in parallel)
   std::vector<int> layers;           // empty = all layers
   std::optional<std::vector<std::vector<int>>> reference_groups;  // overrides the trace's
+  // >= 2: also compute delete-one-block jackknife replicates of every layer (moetb compare's
+  // noise estimate) from the same pass: contiguous token blocks, hashed token-id groups for RSS.
+  int jackknife_blocks = 0;
 };
 
 struct LayerMetrics {
@@ -32,6 +35,7 @@ struct LayerMetrics {
   LoadStats load;
   std::optional<PurityResult> purity;        // only with reference groups
   LayerStats stats;                          // the raw counts behind the numbers
+  std::vector<LayerMetrics> replicates;      // [jackknife blocks] block b left out (their stats are empty)
 };
 
 struct TraceMetrics {
@@ -41,6 +45,7 @@ struct TraceMetrics {
   std::vector<std::string> domains;          // names, index = domain id
   std::vector<int64_t> domain_tokens;        // labelled tokens per domain
   std::vector<LayerMetrics> layers;          // the selected layers, in order
+  int jackknife_blocks = 0;                  // replicates per layer (0 = none)
 };
 
 // Throws TraceError for malformed contents, std::invalid_argument for bad options.
@@ -50,6 +55,8 @@ LayerMetrics layer_metrics_from_stats(int layer, LayerStats stats, int n_domains
                                       const std::optional<std::vector<std::vector<int>>>& groups);
 
 nlohmann::json metrics_to_json(const TraceMetrics& m);
+// The summary of jackknife replicate b (every layer with block b left out), as in metrics_to_json.
+nlohmann::json replicate_summary_json(const TraceMetrics& m, int b);
 // Leaves of a JSON document by path: object keys joined with '.', array items as "[i]"
 // (e.g. "summary.ne.2", "layers[0].rs"). Used to compare and diff metric documents.
 std::map<std::string, nlohmann::json> flatten_json(const nlohmann::json& j);

@@ -1,12 +1,124 @@
-// Placeholder so the library links until the report renderer lands (reports/report.h).
+// What a report's PATH is (run directory, sweep directory or trace) and the dispatch to its
+// renderer (reports/report_kinds.h), plus the helpers the renderers share: path names, the
+// metric summary of a run and the reference runs shown beside it.
 #include "reports/report.h"
 
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
 #include <stdexcept>
 
+#include "reports/html.h"
+#include "reports/report_kinds.h"
+
+namespace fs = std::filesystem;
+
 namespace moetb::reports {
+namespace {
 
-std::string detect_kind(const std::string& path) { throw std::invalid_argument(path + ": reports are not built yet"); }
+fs::path normal(const std::string& path) {
+  std::error_code ec;
+  fs::path p = fs::absolute(path, ec).lexically_normal();
+  if (ec) p = fs::path(path).lexically_normal();
+  if (!p.has_filename() && p.has_parent_path() && p != p.root_path()) p = p.parent_path();
+  return p;
+}
 
-std::string render_report(const std::string& path, const ReportOptions&) { return detect_kind(path); }
+// A safetensors file starts with an 8-byte little-endian header length and then '{'.
+bool looks_like_safetensors(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char head[9] = {};
+  if (!in.read(head, sizeof head)) return false;
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(head[i]);
+  return head[8] == '{' && n >= 2 && n < (uint64_t{1} << 32);
+}
+
+bool has_trace_shards(const fs::path& dir) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec))
+    if (e.path().extension() == ".safetensors" && e.is_regular_file(ec)) return true;
+  return false;
+}
+
+}  // namespace
+
+std::string base_name(const std::string& path) {
+  const fs::path p = normal(path);
+  return p.filename().empty() ? path : p.filename().string();
+}
+
+nlohmann::json run_summary(const std::string& run_dir) {
+  const fs::path eval = fs::path(run_dir) / "eval.json";
+  std::error_code ec;
+  if (fs::exists(eval, ec)) {
+    const nlohmann::json j = read_json(eval.string());
+    if (j.is_object() && j.contains("metrics_summary")) return j["metrics_summary"];
+  }
+  std::ifstream in(fs::path(run_dir) / "train_log.jsonl");
+  nlohmann::json last;
+  for (std::string line; std::getline(in, line);) {
+    if (line.find("\"eval\"") == std::string::npos) continue;
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    if (!j.is_discarded() && j.is_object() && j.contains("metrics_summary")) last = std::move(j["metrics_summary"]);
+  }
+  return last;
+}
+
+std::vector<Reference> load_references(const std::vector<std::string>& given, const std::string& auto_dir) {
+  std::vector<Reference> refs;
+  auto name_of = [](const std::string& dir) {
+    const std::string base = base_name(dir);  // a sweep's runs/ID/train is named by its ID
+    return base == "train" ? base_name(normal(dir).parent_path().string()) : base;
+  };
+  std::error_code ec;
+  for (const auto& r : given) {
+    if (!fs::is_directory(r, ec)) throw std::invalid_argument("--reference " + r + ": not a run directory");
+    nlohmann::json summary = run_summary(r);
+    if (summary.is_null())
+      throw std::invalid_argument("--reference " + r + ": no metric summary (no eval.json and no evaluation in train_log.jsonl)");
+    refs.push_back({name_of(r), std::move(summary)});
+  }
+  if (!given.empty() || auto_dir.empty()) return refs;
+  const fs::path self = normal(auto_dir);
+  for (const char* name : {"oracle", "random"}) {
+    const fs::path sibling = self.parent_path() / name;
+    if (!fs::is_directory(sibling, ec) || fs::equivalent(sibling, self, ec)) continue;
+    nlohmann::json summary = run_summary(sibling.string());
+    if (!summary.is_null()) refs.push_back({name, std::move(summary)});
+  }
+  return refs;
+}
+
+std::string intro_section(const ReportOptions& options) {
+  if (options.intro_html.empty()) return "";
+  return "<section id=\"intro\">\n" + options.intro_html + "\n</section>\n";
+}
+
+std::string detect_kind(const std::string& path) {
+  std::error_code ec;
+  const auto status = fs::status(path, ec);
+  if (path.empty() || !fs::exists(status)) throw std::invalid_argument(path + ": no such file or directory");
+  if (fs::is_directory(status)) {
+    const fs::path dir(path);
+    if (fs::exists(dir / "sweep.json", ec)) return "sweep";
+    if (fs::exists(dir / "eval.json", ec) || fs::exists(dir / "train_log.jsonl", ec)) return "run";
+    if (has_trace_shards(dir)) return "trace";
+    throw std::invalid_argument(path + ": not a run directory (no eval.json or train_log.jsonl), a sweep directory "
+                                       "(no sweep.json) or a folder of trace shards (no .safetensors files)");
+  }
+  if (fs::path(path).extension() == ".safetensors" || looks_like_safetensors(path)) return "trace";
+  throw std::invalid_argument(path + ": not a run directory, a sweep directory or a routing trace (.safetensors)");
+}
+
+std::string render_report(const std::string& path, const ReportOptions& options) {
+  const std::string kind = detect_kind(path);
+  if (kind == "sweep") {
+    if (!options.references.empty()) throw std::invalid_argument("--reference applies to run and trace reports, not to a sweep");
+    return render_sweep(path, options);
+  }
+  if (kind == "run") return render_run(path, options);
+  return render_trace(path, options);
+}
 
 }  // namespace moetb::reports

@@ -92,9 +92,10 @@ std::vector<std::pair<std::string, std::string>> sweep_plots(const ResultsTable&
         if (g.axis_values[a].empty()) continue;
         std::string label;
         for (std::size_t b = 0; b < t.axis_keys.size(); ++b)
-          if (varies[b])
+          if (varies[b] && !g.axis_values[b].empty())
             label += (label.empty() ? "" : ", ") + (t.axis_keys[b] == "router.name" ? g.axis_values[b] : last_part(t.axis_keys[b]) + "=" + g.axis_values[b]);
-        if (label.empty()) label = g.router.empty() ? "mean over seeds" : g.router;
+        const bool any_varies = std::find(varies.begin(), varies.end(), true) != varies.end();
+        if (label.empty()) label = any_varies ? "other axes at the base config" : g.router.empty() ? "mean over seeds" : g.router;
         auto [it, fresh] = line_of.emplace(label, chart.series.size());
         if (fresh) chart.series.push_back({label, {}, {}, {}});
         ChartSeries& s = chart.series[it->second];

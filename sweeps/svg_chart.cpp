@@ -272,6 +272,17 @@ struct PointFilter {
   }
 };
 
+std::string series_colour(const ChartSeries& s, std::size_t index) {
+  const std::size_t i = s.colour >= 0 ? static_cast<std::size_t>(s.colour) : index;
+  return kSeriesColours[i % kSeriesColours.size()];
+}
+
+// Dashed when asked for, or when the palette has wrapped around (to tell the lines apart).
+std::string series_dash(const ChartSeries& s, std::size_t index) {
+  if (s.dashed) return " stroke-dasharray=\"7 4\"";
+  return s.colour < 0 && index >= kSeriesColours.size() ? " stroke-dasharray=\"6 3\"" : "";
+}
+
 // Widens a zero-width range around its value.
 void widen_if_flat(double& lo, double& hi) {
   if (hi - lo > 1e-12 * std::max(std::fabs(lo), std::fabs(hi))) return;
@@ -302,7 +313,7 @@ std::string xml_escape(const std::string& text) {
 std::string render_line_chart(const LineChart& chart) {
   const PointFilter filter{chart};
   const bool categorical = !chart.x_categories.empty();
-  const double width = std::max(chart.width, 200);
+  double width = std::max(chart.width, 200);
   double height = std::max(chart.height, 150);
 
   // Data ranges.
@@ -330,7 +341,13 @@ std::string render_line_chart(const LineChart& chart) {
   const double top = chart.title.empty() ? 16 : 42;
   double legend_width = 0;
   for (const ChartSeries& s : chart.series) legend_width = std::max(legend_width, text_width(s.name, kLegendFont));
-  legend_width = chart.series.empty() ? 0 : std::min(legend_width + 34, width * 0.3);
+  legend_width = chart.series.empty() ? 0 : legend_width + 34;
+  // Long legend entries widen the chart (by up to half its width) rather than being cut short.
+  if (legend_width > width * 0.3) {
+    const double plot_share = width * 0.7;
+    width += std::min(legend_width - width * 0.3, width * 0.5);
+    legend_width = std::min(legend_width, width - plot_share);
+  }
   const double right = legend_width + 18;
   const double y_step = nice_step(y_hi - y_lo, std::clamp((height - top - 70) / 50, 3.0, 8.0));
   Axis y_axis;
@@ -430,12 +447,12 @@ std::string render_line_chart(const LineChart& chart) {
   const double dodge = categorical && any_error && series_count > 1 ? std::min(6.0, band * 0.5 / series_count) : 0.0;
   for (std::size_t si = 0; si < chart.series.size(); ++si) {
     const ChartSeries& s = chart.series[si];
-    const std::string colour = kSeriesColours[si % kSeriesColours.size()];
+    const std::string colour = series_colour(s, si);
     const double offset = (static_cast<double>(si) - (series_count - 1) / 2) * dodge;
     auto point_x = [&](std::size_t i) { return x_axis.at(s.x[i]) + offset; };
     out += "<g class=\"series\">\n";
     if (chart.draw_lines) {
-      const std::string dash = si >= kSeriesColours.size() ? " stroke-dasharray=\"6 3\"" : "";
+      const std::string dash = series_dash(s, si);
       std::vector<std::string> run;
       auto flush = [&] {
         if (run.size() >= 2) {
@@ -464,8 +481,11 @@ std::string render_line_chart(const LineChart& chart) {
       add_line(out, x - 4, y2, x + 4, y2, style);
       out += "</g>\n";
     }
+    std::size_t n_valid = 0;  // a line-only series with one point shows it as a marker
+    for (std::size_t i = 0; i < s.y.size(); ++i) n_valid += filter.valid(s, i) ? 1 : 0;
+    const bool markers = s.markers || !chart.draw_lines || n_valid == 1;
     for (std::size_t i = 0; i < s.y.size(); ++i)
-      if (filter.valid(s, i)) add_marker(out, point_x(i), y_axis.at(s.y[i]), static_cast<int>(si), colour);
+      if (markers && filter.valid(s, i)) add_marker(out, point_x(i), y_axis.at(s.y[i]), static_cast<int>(si), colour);
     out += "</g>\n";
   }
   if (!has_data) add_text(out, plot_mid_x, plot_mid_y, "no data", 14, "middle", 0, " fill=\"#666666\"");
@@ -475,12 +495,12 @@ std::string render_line_chart(const LineChart& chart) {
     out += "<g class=\"legend\">\n";
     const double lx = x_axis.p1 + 14;
     for (std::size_t si = 0; si < chart.series.size(); ++si) {
-      const std::string colour = kSeriesColours[si % kSeriesColours.size()];
+      const ChartSeries& s = chart.series[si];
+      const std::string colour = series_colour(s, si);
       const double ly = top + 8 + 18 * static_cast<double>(si);
       if (chart.draw_lines)
-        add_line(out, lx, ly, lx + 20, ly,
-                 "stroke=\"" + colour + "\" stroke-width=\"2\"" + (si >= kSeriesColours.size() ? " stroke-dasharray=\"6 3\"" : ""));
-      add_marker(out, lx + 10, ly, static_cast<int>(si), colour);
+        add_line(out, lx, ly, lx + 20, ly, "stroke=\"" + colour + "\" stroke-width=\"2\"" + series_dash(s, si));
+      if (s.markers || !chart.draw_lines) add_marker(out, lx + 10, ly, static_cast<int>(si), colour);
       add_text(out, lx + 26, ly + 4, chart.series[si].name, kLegendFont, "start", width - lx - 30);
     }
     out += "</g>\n";
@@ -515,12 +535,13 @@ std::string render_heatmap(const Heatmap& map) {
   // Layout: row labels left, column labels below (rotated and thinned when crowded), legend right.
   const double n_rows = static_cast<double>(rows), n_cols = static_cast<double>(cols);
   const double cell = map.cell > 0 ? map.cell : std::clamp(std::floor(std::min(600 / n_cols, 480 / n_rows)), 6.0, 44.0);
+  const double cell_h = map.cell_height > 0 ? std::max(6, map.cell_height) : cell;  // rows may be taller than wide
   double row_label_width = 0, col_label_width = 0;
   for (const std::string& r : map.rows) row_label_width = std::max(row_label_width, text_width(r, kTickFont));
   for (const std::string& c : map.cols) col_label_width = std::max(col_label_width, text_width(c, kTickFont));
   row_label_width = std::min(row_label_width, 150.0);
   col_label_width = std::min(col_label_width, 110.0);
-  const std::size_t row_every = static_cast<std::size_t>(std::max(1.0, std::ceil(13 / cell)));
+  const std::size_t row_every = static_cast<std::size_t>(std::max(1.0, std::ceil(13 / cell_h)));
   const bool rotate_cols = col_label_width > cell - 4;
   const std::size_t col_every = static_cast<std::size_t>(std::max(1.0, std::ceil((rotate_cols ? 17 : 13) / cell)));
   const double col_labels_height = rotate_cols ? col_label_width * kSin45 + 16 : 18;
@@ -528,7 +549,7 @@ std::string render_heatmap(const Heatmap& map) {
   double left = 10 + (map.row_label.empty() ? 0 : 22) + row_label_width + 8;
   if (rotate_cols) left = std::max(left, col_label_width * kSin45 - cell / 2 + 8);
   const double top = map.title.empty() ? 14 : 44;
-  const double grid_w = cell * n_cols, grid_h = cell * n_rows;
+  const double grid_w = cell * n_cols, grid_h = cell_h * n_rows;
   const double bar_h = std::clamp(grid_h - 20, 100.0, 240.0);
   std::vector<double> scale_values = {hi, (lo + hi) / 2, lo};
   const std::vector<std::string> scale_labels = tick_labels(scale_values, (hi - lo) / 2, 1e-2);
@@ -538,9 +559,9 @@ std::string render_heatmap(const Heatmap& map) {
   const double legend_x = left + grid_w + 20;
   const double legend_w = std::max(14 + 6 + scale_label_width, value_label_width) + 14;
   double width = legend_x + legend_w;
-  if (!map.title.empty()) width = std::max(width, std::min(text_width(map.title, kTitleFont) + 24, 900.0));
+  if (!map.title.empty()) width = std::max(width, std::min(text_width(map.title, kTitleFont) * 1.1 + 24, 900.0));  // bold
   const double bottom = 8 + col_labels_height + (map.col_label.empty() ? 0 : 22);
-  const double bar_y0 = top + 18;
+  const double bar_y0 = top + 24;  // room for the legend title above the top tick label
   const double height = std::max(top + grid_h + bottom, bar_y0 + bar_h + (any_missing ? 34 : 0) + 14);
 
   std::string out = svg_open(width, height, map.title);
@@ -551,25 +572,25 @@ std::string render_heatmap(const Heatmap& map) {
   const std::string row_name = map.row_label.empty() ? "row" : map.row_label;
   const std::string col_name = map.col_label.empty() ? "column" : map.col_label;
   const std::string value_name = map.value_label.empty() ? "value" : map.value_label;
-  const std::string gap = cell >= 12 ? " stroke=\"#ffffff\" stroke-width=\"1\"" : "";
+  const std::string gap = std::min(cell, cell_h) >= 12 ? " stroke=\"#ffffff\" stroke-width=\"1\"" : "";
   out += "<g class=\"cells\">\n";
   for (std::size_t r = 0; r < rows; ++r) {
     for (std::size_t c = 0; c < cols; ++c) {
-      const double v = value_at(r, c), x = left + cell * static_cast<double>(c), y = top + cell * static_cast<double>(r);
+      const double v = value_at(r, c), x = left + cell * static_cast<double>(c), y = top + cell_h * static_cast<double>(r);
       const bool missing = !std::isfinite(v);
       double luminance = 1;
       const std::string fill = missing ? "#d9d9d9" : viridis((v - lo) / (hi - lo), &luminance);
       const std::string tooltip = row_name + ": " + map.rows[r] + ", " + col_name + ": " + map.cols[c] + ", " +
                                   value_name + ": " + (missing ? "missing" : format_number(v, 6));
       out += "<rect class=\"cell\" x=\"" + px(x) + "\" y=\"" + px(y) + "\" width=\"" + px(cell) + "\" height=\"" +
-             px(cell) + "\" fill=\"" + fill + "\"" + gap + "><title>" + xml_escape(tooltip) + "</title></rect>\n";
+             px(cell_h) + "\" fill=\"" + fill + "\"" + gap + "><title>" + xml_escape(tooltip) + "</title></rect>\n";
       if (missing) {
-        out += "<path class=\"missing-hatch\" d=\"M" + px(x + 1) + " " + px(y + cell - 1) + "L" + px(x + cell - 1) + " " +
+        out += "<path class=\"missing-hatch\" d=\"M" + px(x + 1) + " " + px(y + cell_h - 1) + "L" + px(x + cell - 1) + " " +
                px(y + 1) + "\" stroke=\"#8c8c8c\" stroke-width=\"1\" pointer-events=\"none\"/>\n";
-      } else if (cell >= 30) {
+      } else if (cell >= 30 && cell_h >= 16) {
         const std::string shown = format_number(v, 2);
         if (text_width(shown, 10) <= cell - 4)
-          add_text(out, x + cell / 2, y + cell / 2 + 3.5, shown, 10, "middle", 0,
+          add_text(out, x + cell / 2, y + cell_h / 2 + 3.5, shown, 10, "middle", 0,
                    std::string(" pointer-events=\"none\" fill=\"") + (luminance < 0.45 ? "#ffffff" : "#111111") + "\"");
       }
     }
@@ -579,7 +600,7 @@ std::string render_heatmap(const Heatmap& map) {
   // Row and column labels and axis titles.
   out += "<g class=\"labels\" fill=\"#333333\">\n";
   for (std::size_t r = 0; r < rows; r += row_every)
-    add_text(out, left - 6, top + cell * (static_cast<double>(r) + 0.5) + 4, map.rows[r], kTickFont, "end", 150);
+    add_text(out, left - 6, top + cell_h * (static_cast<double>(r) + 0.5) + 4, map.rows[r], kTickFont, "end", 150);
   const double label_y = top + grid_h + 6;
   for (std::size_t c = 0; c < cols; c += col_every) {
     const double x = left + cell * (static_cast<double>(c) + 0.5);
@@ -598,7 +619,7 @@ std::string render_heatmap(const Heatmap& map) {
 
   // Colour legend: a bar of slices (top = max), min/mid/max labels, title, missing swatch.
   out += "<g class=\"colour-legend\">\n";
-  add_text(out, legend_x, bar_y0 - 7, map.value_label, kTickFont, "start", 160, " font-weight=\"bold\"");
+  add_text(out, legend_x, bar_y0 - 12, map.value_label, kTickFont, "start", 160, " font-weight=\"bold\"");
   constexpr int kSlices = 48;
   const double slice_h = bar_h / kSlices;
   for (int k = 0; k < kSlices; ++k) {

@@ -13,6 +13,9 @@ struct ChartSeries {
   std::vector<double> x;   // x values, or indices into LineChart::x_categories
   std::vector<double> y;   // NaN = missing point (the line breaks there)
   std::vector<double> err; // empty, or one half-width per point (NaN = no bar)
+  bool dashed = false;     // a dashed line (e.g. a reference level such as an entropy floor)
+  bool markers = true;     // false: the line alone (dense series such as per-step training curves)
+  int colour = -1;         // palette index (-1: the series' position), to pair related series
 };
 
 struct LineChart {
@@ -38,6 +41,7 @@ struct Heatmap {
   double vmin = 0;                       // colour scale range (vmin == vmax: take the data's range)
   double vmax = 0;
   int cell = 0;                          // cell size in px (0: chosen from the matrix size)
+  int cell_height = 0;                   // cell height in px (0: square cells), e.g. for few rows and many columns
 };
 
 std::string render_line_chart(const LineChart& chart);

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -19,6 +20,18 @@ namespace moetb::cli {
 void write_output(const std::string& path, const std::string& text) {
   if (path.empty() || path == "-") {
     std::cout << text << std::flush;
+    return;
+  }
+  std::error_code ec;
+  const auto status = std::filesystem::status(path, ec);
+  if (!ec && std::filesystem::exists(status) && !std::filesystem::is_regular_file(status) &&
+      !std::filesystem::is_directory(status)) {
+    // A device or a FIFO (/dev/null, /dev/stdout, a pipe): write into it. Renaming a
+    // finished file over it would replace the device itself (as root, /dev/null).
+    std::ofstream out(path, std::ios::binary);
+    out << text;
+    out.flush();
+    if (!out) throw std::invalid_argument(path + ": write failed");
     return;
   }
   const std::string tmp = path + ".tmp-" + std::to_string(::getpid());

@@ -35,6 +35,14 @@ nlohmann::json plan_json(const SweepPlan& p) {
 }  // namespace
 
 void write_file_atomic(const fs::path& path, const std::string& text) {
+  std::error_code ec;
+  const auto status = fs::status(path, ec);
+  if (!ec && fs::exists(status) && !fs::is_regular_file(status) && !fs::is_directory(status)) {
+    std::ofstream out(path, std::ios::binary);  // a device or FIFO: never rename over it
+    out << text;
+    if (!out.flush()) throw std::runtime_error(path.string() + ": write failed");
+    return;
+  }
   const fs::path tmp = path.string() + ".tmp" + std::to_string(::getpid());
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) throw std::runtime_error(path.string() + ": cannot write");

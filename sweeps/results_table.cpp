@@ -73,8 +73,8 @@ ResultsTable make_table(const SweepPlan& plan, const std::vector<const nlohmann:
     row.entry = e;
     row.status = r ? r->value("status", std::string("failed")) : "pending";
     row.exit_code = r ? r->value("exit_code", -1) : -1;
-    if (r && (*r)["error"].is_string()) row.error = (*r)["error"].get<std::string>();
-    if (r && (*r)["router"].is_string()) row.router = (*r)["router"].get<std::string>();
+    if (r && r->contains("error") && (*r)["error"].is_string()) row.error = (*r)["error"].get<std::string>();
+    if (r && r->contains("router") && (*r)["router"].is_string()) row.router = (*r)["router"].get<std::string>();
     for (const auto& [k, v] : e.axes)
       if (k == "router.name" && row.router.empty()) row.router = v;
     if (r)

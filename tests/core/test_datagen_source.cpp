@@ -177,7 +177,7 @@ TEST_CASE("datagen: rows follow the spec and the motif rate matches an independe
       }
     }
     CHECK(q.size() == static_cast<std::size_t>(b));
-    CHECK(q.count((c + 1) % V) == 1);
+    CHECK(q.count(static_cast<uint32_t>((c + 1) % V)) == 1);
     if (c == 0) CHECK(q.count(0) == 1);
     std::sort(free_p.rbegin(), free_p.rend());
     for (int64_t k = 0; k < b; ++k) CHECK(free_p[k] == Approx(w[k]).epsilon(1e-12));

@@ -4,7 +4,7 @@
 # generic BLAS interface and runs matrix products ~35x slower with the reference BLAS.
 set -euo pipefail
 packages=(
-  build-essential cmake ninja-build git pkg-config time
+  build-essential cmake ninja-build git pkg-config time ccache
   libeigen3-dev nlohmann-json3-dev libtomlplusplus-dev libcli11-dev catch2 libbenchmark-dev
   libtorch-dev libopenblas0-pthread
   clang libclang-rt-14-dev   # libFuzzer target and sanitizer runtimes

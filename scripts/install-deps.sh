@@ -10,6 +10,7 @@ packages=(
   clang libclang-rt-14-dev   # libFuzzer target and sanitizer runtimes
   slurmctld slurmd slurm-client munge   # the Slurm job-array test (scripts/slurm-local.sh)
   python3 python3-torch python3-numpy   # the Hugging Face exporter's tests (stand-in models)
+  python3-dev pybind11-dev python3-pybind11   # the `import moetb` module (python/)
   chromium fonts-dejavu-core            # the reports' browser test (headless)
 )
 missing=()

@@ -12,7 +12,9 @@ captured for each family and which traps that avoids: moetb_export/capture.py an
 moetb_export/families.py; how to use the result: docs/large-checkpoints.md.
 
 Imports only the standard library, torch and numpy; `transformers` is imported when a
-real checkpoint is loaded.
+real checkpoint is loaded. Where the moetb Python module is importable (docs/python.md),
+the metrics are also computed in-process: trace-NNNNN.metrics.json per shard and
+metrics.json for the whole trace, the same documents `moetb metrics --json` prints.
 """
 import argparse
 import glob
@@ -77,6 +79,9 @@ def parse_args(argv):
                                                    "as MODEL, instead of transformers (tests, custom code)")
     p.add_argument("--stop-after-shards", type=int, default=0, help="stop after writing this many shards in this "
                                                                     "run; run again to resume (0 = run to the end)")
+    p.add_argument("--metrics", choices=["auto", "on", "off"], default="auto",
+                   help="compute the metrics in-process with the moetb module (trace-NNNNN.metrics.json per shard, "
+                        "metrics.json in total): auto = when `import moetb` works (default), on = required")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     args = p.parse_args(argv)
     for name in ("batch_size", "seq_len", "shard_tokens"):
@@ -351,7 +356,44 @@ def shard_tensors(token_ids, positions, domains, layers, experts_dtype, weights_
     return tensors
 
 
+def import_moetb(mode):
+    """The moetb module for --metrics, or None."""
+    if mode == "off":
+        return None
+    try:
+        import moetb
+        return moetb
+    except ImportError as e:
+        if mode == "on":
+            raise ExportError("--metrics on: cannot import the moetb module (%s); put its build folder on "
+                              "PYTHONPATH, see docs/python.md" % e)
+        return None
+
+
+def write_json(path, doc):
+    tmp = "%s.tmp-%d" % (path, os.getpid())
+    with open(tmp, "w") as f:
+        json.dump(doc, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def shard_metrics(moetb, token_ids, positions, domains, layers, n_experts, top_k, names):
+    """moetb metrics of one shard's arrays, as `moetb metrics SHARD --json` gives them."""
+    return moetb.metrics([experts for experts, _, _ in layers], domain_ids=domains, token_ids=token_ids,
+                         positions=positions, n_experts=n_experts, top_k=top_k, domain_names=names)
+
+
+def summary_line(doc):
+    s = doc["summary"]
+    fmt = lambda v: "-" if v is None else "%.3f" % v  # noqa: E731
+    return "rs %s, rs_mm %s, di %s, ner %s, rss %s, ne.2 %s, load.cv %s" % (
+        fmt(s.get("rs")), fmt(s.get("rs_mm")), fmt(s.get("di")), fmt(s.get("ner")), fmt(s.get("rss")),
+        fmt(s.get("ne", {}).get("2")), fmt(s.get("load", {}).get("cv")))
+
+
 def export(args):
+    moetb = import_moetb(args.metrics)
     names, data_sha, n_records = scan_data(args)
     fingerprint = {"model": args.model, "factory": args.factory, "data_sha256": data_sha, "domains": names,
                    "domain_key": args.domain_key, "text_key": args.text_key, "ids_key": args.ids_key,
@@ -406,6 +448,9 @@ def export(args):
             safetensors_io.write_file(path, shard_tensors(
                 token_ids, positions, domains, layers, experts_dtype, DTYPE_NAMES.get(args.weights),
                 DTYPE_NAMES.get(args.probs)), metadata)
+            if moetb is not None:  # from the arrays in memory, before the shard counts as done
+                write_json(path[:-len(".safetensors")] + ".metrics.json", shard_metrics(
+                    moetb, token_ids, positions, domains, layers, n_experts, int(metadata["top_k"]), names))
             shards.append({"bytes": os.path.getsize(path), "tokens": int(len(token_ids))})
             save_state(args.out, fingerprint, shards, finished=False)
             written += 1
@@ -417,6 +462,11 @@ def export(args):
         raise ExportError("%s: no tokens to export" % args.data)
     save_state(args.out, fingerprint, shards, finished=True)
     progress.note("wrote %d shards to %s" % (len(shards), args.out))
+    if moetb is not None:  # the whole trace, streamed from the shards as `moetb metrics DIR` reads it
+        doc = moetb.metrics(args.out)
+        write_json(os.path.join(args.out, "metrics.json"), doc)
+        progress.note("metrics (moetb %s): %s; per shard and in total in %s/*.metrics.json, metrics.json"
+                      % (moetb.git_revision, summary_line(doc), args.out))
     return 0
 
 
@@ -424,7 +474,7 @@ def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         return export(args)
-    except (ExportError, capture.CaptureError, OSError) as e:
+    except (ExportError, capture.CaptureError, OSError, ValueError) as e:
         sys.stderr.write("export_hf_routing: error: %s\n" % str(e).replace("\n", " "))
         return 2
 

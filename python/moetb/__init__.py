@@ -213,9 +213,10 @@ def compare(a, b, tol=0.01, blocks=16, threads=None, groups=8):
 
 
 def read_trace(path, probs=True):
-    """Reads a trace (a file, a directory of shards, or a list of them) into NumPy arrays.
+    """Reads a trace into NumPy arrays (copies: the files are not kept open).
 
-    Shards are concatenated in file-name order, as `moetb metrics` reads them.
+    path: a trace file, a directory of shards, or a list of them; shards are concatenated
+        in file-name order, as `moetb metrics` reads them.
     probs: also read the router distributions [T, E] per layer when the trace has them.
     Returns {"experts": [int16/int32 [T, K] per layer], "token_ids", "positions",
     "domain_ids" ([T] int32), "weights" / "probs" (lists of float32 arrays, None where
@@ -234,13 +235,15 @@ def write_trace(path, experts, token_ids=None, positions=None, domain_ids=None, 
     """Writes one trace shard (format v1) to `path`, atomically (a temporary file, then a rename
     that replaces an existing file). Every id is checked first; nothing is written on error.
 
+    path: the output .safetensors file (read it with read_trace() or `moetb metrics`).
     experts: as for metrics() (arrays, a list per layer, or a dict from read_trace()/simulate();
         the other arguments override the dict's entries).
     token_ids, positions, domain_ids: [T] integers (defaults: 0, one sequence, unlabelled).
     weights: combine weights per layer, same layout as experts (float), or None.
     probs: router distributions per layer, [T, n_experts] floats, or None.
     n_experts, top_k, domain_names, reference_groups: the metadata (defaults as metrics()).
-    model, source: provenance strings; metadata: extra {str: str} metadata keys.
+    model, source: provenance strings (metadata keys model and source).
+    metadata: extra {str: str} metadata keys.
     expert_dtype: "I16" or "I32" (default I16 when n_experts <= 32767).
     weights_dtype, probs_dtype: "F16" (default), "BF16" or "F32".
     """
@@ -271,16 +274,24 @@ def simulate(out=None, *, n_experts=64, top_k=4, n_domains=4, domain_shares=None
     else on the global load profile. Same arguments and seed give the same trace.
     out: None returns the trace in memory (a dict as read_trace() returns, int32 ids);
         a path writes it like `moetb simulate --out` (a directory of shards when
-        shard_tokens > 0) and returns the path; force replaces an existing one.
+        shard_tokens > 0) and returns the path.
     n_experts, top_k, n_domains, n_layers, n_tokens, seq_len: E, k, D, L, T, sequence length.
-    domain_shares: D relative shares (default equal); domain_names: D names.
-    alpha: specialization, one value or one per layer. load_profile: "uniform" or "zipf"
-        (exponent zipf_s). beta: stiffness (a token id keeps a fixed expert set); gamma:
-        span coherence (reuse the previous token's set); overlap: experts each domain group
-        shares with the next; vocab_per_domain: token ids per domain; unlabeled: fraction
-        of tokens written with domain -1; seed: random seed.
-    expert_dtype ("I16"/"I32"), weights and probs ("F32", "F16", "BF16" or None): what a
-        written trace stores.
+    domain_shares: D relative shares (default equal).
+    domain_names: D names (default domain0, domain1, ...).
+    alpha: specialization, one value or one per layer.
+    load_profile: the global profile, "uniform" or "zipf".
+    zipf_s: the Zipf exponent.
+    beta: stiffness, P(a token id keeps a fixed expert set).
+    gamma: span coherence, P(a token reuses the previous token's set).
+    overlap: experts each domain group shares with the next.
+    vocab_per_domain: token ids per domain (disjoint vocabularies).
+    unlabeled: fraction of tokens written with domain -1.
+    seed: random seed.
+    shard_tokens: tokens per shard of a written trace (0 = one file).
+    expert_dtype: "I16" or "I32" ids in a written trace.
+    weights, probs: "F32", "F16", "BF16" or None: also write combine weights / router
+        distributions.
+    force: replace an existing out.
     """
     cfg = _moetb.SimConfig()
     for key, value in (("n_experts", n_experts), ("top_k", top_k), ("n_domains", n_domains),
@@ -297,7 +308,8 @@ def simulate(out=None, *, n_experts=64, top_k=4, n_domains=4, domain_shares=None
 
 def validate(scenarios=None):
     """Runs the planted validation suite (`moetb validate --json`, moetb-validate/1): every
-    check of the named scenarios (all when None) with expected and measured values.
+    check of the named scenarios with expected and measured values.
+    scenarios: a name or a list of names (see scenarios()); None runs them all.
     Returns {"checks": [...], "passed": n, "failed": n, "table": the CLI's text table, ...}.
     """
     only = [scenarios] if isinstance(scenarios, str) else list(scenarios or [])

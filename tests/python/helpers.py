@@ -60,7 +60,8 @@ def run_inprocess(argv):
 
 
 def run_subprocess(argv):
-    env = dict(os.environ, PYTHONPATH=HERE, PYTHONDONTWRITEBYTECODE="1")
+    path = os.pathsep.join(p for p in (HERE, os.environ.get("PYTHONPATH")) if p)  # keeps the moetb module's
+    env = dict(os.environ, PYTHONPATH=path, PYTHONDONTWRITEBYTECODE="1")
     p = subprocess.run([sys.executable, SCRIPT] + argv, capture_output=True, text=True, env=env, timeout=120)
     return p.returncode, p.stderr
 

@@ -17,7 +17,12 @@ import os
 
 import numpy as np
 
-from . import _moetb
+try:
+    from . import _moetb
+except ImportError as e:  # e.g. the source folder python/moetb came first on sys.path
+    raise ImportError("moetb: the compiled part _moetb does not import from %s (%s); put the build's python "
+                      "folder on PYTHONPATH (e.g. build/release/python) or install it, see docs/python.md"
+                      % (os.path.dirname(os.path.abspath(__file__)), e)) from None
 
 __all__ = ["metrics", "paths", "compare", "read_trace", "write_trace", "simulate", "validate", "scenarios",
            "TraceError", "git_revision"]

@@ -2,7 +2,7 @@
 """The `import moetb` benchmark of docs/performance.md: moetb.metrics on a 1 M-token,
 48-layer, 128-expert, top-8 routing array (the Qwen3-30B-A3B-shaped planted trace of
 scripts/bench-metrics.sh) beside `moetb metrics` on the same trace file, alternating, best
-of N. Checks that all of them give the same document.
+of N (median and range). Checks that all of them give the same document.
 
 Usage: PYTHONPATH=build/release/python python3 python/bench_metrics.py [--tokens N]
        [--work DIR] [--repeats N] [--threads N] [--moetb build/release/cli/moetb]
@@ -40,7 +40,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tokens", type=int, default=1048576)
     p.add_argument("--work", default="/tmp/moetb-bench")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--moetb", default=os.path.join(HERE, "..", "build", "release", "cli", "moetb"))
     a = p.parse_args()
@@ -69,13 +69,12 @@ def main():
         ("moetb.metrics(int16 array [48, T, 8])", lambda: moetb.metrics(stacked, threads=a.threads, **kwargs)),
         ("moetb.metrics(TRACE) (files, in-process)", lambda: moetb.metrics(trace, threads=a.threads)),
     ]
-    best, results = {}, {}
+    times, results = {name: [] for name, _ in cases}, {}
     for _ in range(a.repeats):
         for name, fn in cases:
             out, wall, cpu = timed(fn)
             results[name] = out
-            w, c = best.get(name, (float("inf"), float("inf")))
-            best[name] = (min(w, wall), min(c, cpu))
+            times[name].append((wall, cpu))
     reference = results[cases[0][0]]
     for name, out in results.items():
         assert out == reference, "%s differs from the CLI" % name
@@ -88,11 +87,13 @@ def main():
             if line.startswith("model name"):
                 cpu_name = line.split(":", 1)[1].strip()
                 break
-    print("%s, %d cores, load average %.1f; %d tokens, 48 layers, 128 experts, top-8; threads %s; best of %d"
-          % (cpu_name, os.cpu_count(), os.getloadavg()[0], a.tokens, a.threads or "all", a.repeats))
+    print("%s, %d cores, load average %.1f; %d tokens, 48 layers, 128 experts, top-8; threads %s; %d repeats, "
+          "median [min, max]" % (cpu_name, os.cpu_count(), os.getloadavg()[0], a.tokens, a.threads or "all", a.repeats))
     print("read_trace (copy into NumPy): %.2f s" % read_wall)
     for name, _ in cases:
-        print("%-48s %6.2f s wall %6.2f s CPU" % (name, *best[name]))
+        walls, cpus = (sorted(x[i] for x in times[name]) for i in (0, 1))
+        print("%-46s wall %5.2f s [%5.2f, %5.2f]  CPU %5.2f s [%5.2f, %5.2f]" % (
+            name, walls[len(walls) // 2], walls[0], walls[-1], cpus[len(cpus) // 2], cpus[0], cpus[-1]))
     print("int64 [%d, T, 8] (converted) vs int16 in place: %.2f s vs %.2f s wall, %.2f s vs %.2f s CPU"
           % (int64_layers, wall64, wall16, cpu64, cpu16))
     print("all documents equal: yes")

@@ -1,17 +1,10 @@
-"""moetb: the MoE routing testbed's metric suite, in memory, from Python.
-
-The metrics of docs/metrics.md (specialization metrics named after DBES, arXiv
-2605.18498; load, purity and saturation after the MoE Routing Testbed, arXiv 2604.07030,
-and OLMoE, arXiv 2409.02060) computed by the same C++ code as the `moetb` command line,
-on NumPy arrays (or PyTorch tensors, or anything NumPy can read) or on trace files
-(format v1, docs/trace-format.md). Every function returns the JSON document of the
-matching CLI command as Python dicts and lists. Errors raise moetb.TraceError (a
-ValueError) for bad trace contents, ValueError for bad options, with the CLI's one-line
-message. Importing moetb needs only NumPy; torch is never imported.
-
-    import moetb
+"""moetb: the MoE routing testbed's metric suite (docs/metrics.md; DBES, arXiv 2605.18498;
+MoE Routing Testbed, arXiv 2604.07030; OLMoE, arXiv 2409.02060) from Python, in memory:
+the C++ code of `moetb metrics` on NumPy arrays, PyTorch tensors or trace files (format
+v1), returning the CLI's JSON documents as dicts. Bad input raises moetb.TraceError (a
+ValueError) or ValueError with the CLI's one-line message. Needs only NumPy; torch is
+never imported. Guide: docs/python.md.
     m = moetb.metrics(experts, domain_ids=domains, token_ids=ids, n_experts=128)
-    m["summary"]["rs"], m["layers"][0]["load"]["cv"]
 """
 import os
 

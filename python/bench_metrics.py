@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """The `import moetb` benchmark of docs/performance.md: moetb.metrics on a 1 M-token,
 48-layer, 128-expert, top-8 routing array (the Qwen3-30B-A3B-shaped planted trace of
-scripts/bench-metrics.sh) beside `moetb metrics` on the same trace file, alternating, best
-of N (median and range). Checks that all of them give the same document.
+scripts/bench-metrics.sh) beside `moetb metrics` on the same trace file, alternating,
+N times (median and range). Checks that all of them give the same document.
 
 Usage: PYTHONPATH=build/release/python python3 python/bench_metrics.py [--tokens N]
        [--work DIR] [--repeats N] [--threads N] [--moetb build/release/cli/moetb]
+       [--baseline OTHER_MOETB]   (also time another build of the CLI, e.g. one without -fPIC)
 """
 import argparse
 import json
@@ -43,6 +44,7 @@ def main():
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--moetb", default=os.path.join(HERE, "..", "build", "release", "cli", "moetb"))
+    p.add_argument("--baseline", default=None, help="another moetb binary to time beside it")
     a = p.parse_args()
     os.makedirs(a.work, exist_ok=True)
     trace = os.path.join(a.work, "qwen-shaped-%d.safetensors" % a.tokens)
@@ -53,10 +55,13 @@ def main():
             pass
     out_json = os.path.join(a.work, "cli-metrics.json")
 
-    def cli():
-        subprocess.run([a.moetb, "metrics", trace, "--json", "-o", out_json, "--threads", str(a.threads)], check=True)
-        with open(out_json) as f:
-            return json.load(f)
+    def cli(binary):
+        def run():
+            subprocess.run([binary, "metrics", trace, "--json", "-o", out_json, "--threads", str(a.threads)],
+                           check=True)
+            with open(out_json) as f:
+                return json.load(f)
+        return run
 
     arrays, read_wall, _ = timed(lambda: moetb.read_trace(trace, probs=False))
     stacked = np.stack(arrays["experts"])  # [48, T, 8] int16: read in place
@@ -65,10 +70,12 @@ def main():
     int64_layers = 8
     wide = stacked[:int64_layers].astype(np.int64)  # what torch.topk returns: converted on the way in
     cases = [
-        ("moetb metrics TRACE --json (CLI, subprocess)", cli),
+        ("moetb metrics TRACE --json (CLI, subprocess)", cli(a.moetb)),
         ("moetb.metrics(int16 array [48, T, 8])", lambda: moetb.metrics(stacked, threads=a.threads, **kwargs)),
         ("moetb.metrics(TRACE) (files, in-process)", lambda: moetb.metrics(trace, threads=a.threads)),
     ]
+    if a.baseline:
+        cases.append(("the same, baseline binary", cli(a.baseline)))
     times, results = {name: [] for name, _ in cases}, {}
     for _ in range(a.repeats):
         for name, fn in cases:

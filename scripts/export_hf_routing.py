@@ -392,6 +392,14 @@ def summary_line(doc):
         fmt(s.get("ne", {}).get("2")), fmt(s.get("load", {}).get("cv")))
 
 
+def write_total_metrics(moetb, out, progress):
+    """metrics.json of the whole trace, streamed from the shards as `moetb metrics DIR` reads them."""
+    doc = moetb.metrics(out)
+    write_json(os.path.join(out, "metrics.json"), doc)
+    progress.note("metrics (moetb %s): %s; per shard and in total in %s/*.metrics.json, metrics.json"
+                  % (moetb.git_revision, summary_line(doc), out))
+
+
 def export(args):
     moetb = import_moetb(args.metrics)
     names, data_sha, n_records = scan_data(args)
@@ -406,6 +414,8 @@ def export(args):
     progress = Progress(n_records, args.quiet)
     if finished:
         progress.note("%s is already complete" % args.out)
+        if moetb is not None and not os.path.exists(os.path.join(args.out, "metrics.json")):
+            write_total_metrics(moetb, args.out, progress)
         return 0
     for stale in glob.glob(os.path.join(args.out, "*.tmp-*")):  # left by a killed run
         os.remove(stale)
@@ -462,11 +472,8 @@ def export(args):
         raise ExportError("%s: no tokens to export" % args.data)
     save_state(args.out, fingerprint, shards, finished=True)
     progress.note("wrote %d shards to %s" % (len(shards), args.out))
-    if moetb is not None:  # the whole trace, streamed from the shards as `moetb metrics DIR` reads it
-        doc = moetb.metrics(args.out)
-        write_json(os.path.join(args.out, "metrics.json"), doc)
-        progress.note("metrics (moetb %s): %s; per shard and in total in %s/*.metrics.json, metrics.json"
-                      % (moetb.git_revision, summary_line(doc), args.out))
+    if moetb is not None:
+        write_total_metrics(moetb, args.out, progress)
     return 0
 
 

@@ -6,6 +6,7 @@ there and sets MOETB_REQUIRE_MODULE when it was built for this python3)."""
 import json
 import os
 import subprocess
+import sys
 import unittest
 
 import helpers
@@ -56,6 +57,22 @@ class InProcessMetrics(unittest.TestCase):
                 self.assertEqual(total, cli_metrics(out))
                 self.assertEqual(total["trace"]["domains"], ["code", "math", "prose"])
                 self.assertIsNotNone(total["summary"]["rs"])
+        os.remove(os.path.join(out, "metrics.json"))  # lost after the export finished: a rerun writes it again
+        rc, err = helpers.run_inprocess(helpers.factory_args(name, data, out, "--seq-len", "16", "--shard-tokens",
+                                                             "40", *extra))
+        self.assertEqual(rc, 0, err)
+        self.assertIn("already complete", err)
+        self.assertEqual(load(os.path.join(out, "metrics.json")), total)
+
+    def test_metrics_on_without_the_module_is_an_error(self):
+        tmp = helpers.temp_dir(self)
+        data = helpers.write_jsonl(os.path.join(tmp, "data.jsonl"), helpers.RECORDS)
+        env = dict(os.environ, PYTHONPATH=helpers.HERE, PYTHONNOUSERSITE="1", PYTHONDONTWRITEBYTECODE="1")
+        p = subprocess.run([sys.executable, helpers.SCRIPT, *helpers.factory_args("mixtral", data, os.path.join(
+            tmp, "out"), "--metrics", "on")], capture_output=True, text=True, env=env, timeout=120)
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn("--metrics on: cannot import the moetb module", p.stderr)
+        self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
 
     def test_metrics_off(self):
         tmp = helpers.temp_dir(self)

@@ -169,7 +169,8 @@ class RepeatedCalls(unittest.TestCase):
             ticks[0] += 1
             time.sleep(0.001)
         worker.join()
-        self.assertGreater(ticks[0], min(20, int(alone / 0.004)), "alone %.3f s" % alone)
+        # Holding the GIL through the pass would allow a tick or two (before and after it), not more.
+        self.assertGreater(ticks[0], 5, "%d ticks during a %.3f s pass" % (ticks[0], alone))
 
 
 if __name__ == "__main__":

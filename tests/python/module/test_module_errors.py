@@ -145,6 +145,8 @@ class RepeatedCalls(unittest.TestCase):
                 with self.assertRaises(moetb.TraceError):
                     moetb.metrics(bad, domain_ids=domains, n_experts=64)
                 moetb.paths(list(e.astype(np.int16)), domain_ids=domains)
+                t = moetb.simulate(n_tokens=20000, n_layers=2)  # ~1 MB of arrays handed to NumPy each time
+                self.assertEqual(len(t["experts"]), 2)
         calls(10)  # warm up allocators
         before = h.rss_bytes()
         calls(60)

@@ -16,6 +16,7 @@
 namespace moetb::python {
 namespace {
 
+// Element i of a probs tensor (F32, F16 or BF16), as LayerView::weight reads the weights.
 float to_float(const void* data, DType dtype, int64_t i) {
   const auto* p = static_cast<const uint8_t*>(data);
   uint16_t h;
@@ -91,7 +92,8 @@ pyb::dict read_trace(const std::vector<std::string>& paths, bool with_probs) {
       else
         for (int64_t i = 0; i < cells; ++i) e32[l][static_cast<std::size_t>(at * lv.k + i)] = lv.expert(i / lv.k, i % lv.k);
       if (has_w[l])
-        for (int64_t i = 0; i < cells; ++i) w[l][static_cast<std::size_t>(at * lv.k + i)] = to_float(lv.weights, lv.weights_dtype, i);
+        for (int64_t t = 0; t < v.n_tokens; ++t)
+          for (int64_t j = 0; j < lv.k; ++j) w[l][static_cast<std::size_t>((at + t) * lv.k + j)] = lv.weight(t, j);
       if (has_p[l])
         for (int64_t i = 0; i < v.n_tokens * n_e; ++i)
           pr[l][static_cast<std::size_t>(at * n_e + i)] = to_float(lv.probs, lv.probs_dtype, i);

@@ -39,8 +39,8 @@ void print_summary(const nlohmann::json& m, const std::string& dir) {
 
 void run_datagen(const DatagenArgs& args) {
   if (!args.stats_dir.empty()) {
-    const Dataset data(args.stats_dir);
     if (args.window < 1 || args.window > 65536) throw std::invalid_argument("--window: " + std::to_string(args.window) + " is outside [1, 65536]");
+    const Dataset data(args.stats_dir);
     const DatasetStats st = compute_dataset_stats(data, args.window);
     write_output("-", args.json ? dataset_stats_json(st).dump(2) + "\n" : dataset_stats_table(st));
     return;

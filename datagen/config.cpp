@@ -123,8 +123,9 @@ void validate_datagen_config(const DatagenConfig& c) {
   }
   if (c.tokenizer != "bytes" && c.tokenizer != "sentencepiece")
     bad("tokenizer", "'" + c.tokenizer + "' is not one of bytes, sentencepiece");
-  if (c.tokenizer == "sentencepiece") {
-    if (!text) bad("tokenizer", "sentencepiece needs text_domains or manpage_domains (synthetic domains have their own ids)");
+  if (c.tokenizer == "sentencepiece" && !text)
+    bad("tokenizer", "sentencepiece needs text_domains or manpage_domains (synthetic domains have their own ids)");
+  {
     // Byte fallback needs the 256 byte pieces plus the unknown piece and some characters.
     require_range("subword_vocab_size", c.subword_vocab_size, 300, c.token_dtype == "u16" ? 65534 : 1 << 20);
     if (c.subword_model_type != "unigram" && c.subword_model_type != "bpe")

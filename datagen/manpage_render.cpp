@@ -61,10 +61,10 @@ std::string read_manpage_source(const std::string& path) {
   char buf[65536];
   int n = 0;
   while ((n = gzread(f, buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
-  int err = 0;
-  const std::string msg = n < 0 ? gzerror(f, &err) : "";
+  int err = Z_OK;
+  const std::string msg = gzerror(f, &err);  // a truncated stream reads as its end, with Z_BUF_ERROR
   gzclose(f);
-  if (n < 0) throw std::invalid_argument(path + ": cannot inflate: " + msg);
+  if (n < 0 || (err != Z_OK && err != Z_STREAM_END)) throw std::invalid_argument(path + ": cannot inflate: " + msg);
   return out;
 }
 
@@ -224,7 +224,12 @@ RenderResult render_manpage(const std::string& path, const std::string& groff) {
   // overstrike or SGR sequences; -rLL=5000n: one line per paragraph (no justification
   // spaces, no hyphenation).
   std::string out, err;
-  const int status = run_program({groff, "-K", "utf8", "-T", "utf8", "-t", "-man", "-P", "-cbou", "-rLL=5000n"}, source, &out, &err);
+  int status = 0;
+  try {
+    status = run_program({groff, "-K", "utf8", "-T", "utf8", "-t", "-man", "-P", "-cbou", "-rLL=5000n"}, source, &out, &err);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(std::string("groff: ") + e.what() + " (Debian: apt-get install groff-base)");
+  }
   if (status != 0) {
     r.status = RenderStatus::kFailed;
     r.error = err.substr(0, err.find('\n'));

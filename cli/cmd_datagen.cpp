@@ -11,6 +11,7 @@
 #include "datagen/dataset_stats.h"
 #include "datagen/dataset_writer.h"
 #include "datagen/presets.h"
+#include "datagen/subword_tokenizer.h"
 
 namespace moetb::cli {
 namespace {
@@ -64,6 +65,7 @@ void run_datagen(const DatagenArgs& args) {
   add_domains(args.manpage_domains, "--manpages", "manpage_domains");
   for (const auto& s : args.sets) binder.set(s);
   validate_datagen_config(cfg);
+  register_sentencepiece_tokenizer();
   DatasetWriteOptions opts;
   opts.dir = args.out;
   opts.force = args.force;

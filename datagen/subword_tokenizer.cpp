@@ -8,6 +8,8 @@
 #include <sentencepiece_trainer.h>
 
 #include <mutex>
+
+#include "datagen/config.h"
 #include <stdexcept>
 #include <unordered_map>
 
@@ -53,6 +55,17 @@ std::mutex& train_mutex() {  // the library's seed and log level are process-wid
 }
 
 }  // namespace
+
+void register_sentencepiece_tokenizer() {
+  set_subword_trainer([](const std::vector<const std::string*>& texts, const DatagenConfig& cfg) -> std::unique_ptr<TextTokenizer> {
+    SubwordTrainOptions opts;
+    opts.vocab_size = cfg.subword_vocab_size;
+    opts.model_type = cfg.subword_model_type;
+    opts.character_coverage = cfg.subword_character_coverage;
+    opts.seed = static_cast<uint64_t>(cfg.seed);
+    return std::make_unique<SubwordTokenizer>(SubwordTokenizer::train(texts, opts));
+  });
+}
 
 SubwordTokenizer::SubwordTokenizer() : sp_(std::make_unique<sentencepiece::SentencePieceProcessor>()) {}
 SubwordTokenizer::SubwordTokenizer(SubwordTokenizer&&) noexcept = default;

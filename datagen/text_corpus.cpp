@@ -278,12 +278,9 @@ TextCorpus::TextCorpus(const DatagenConfig& cfg) : cfg_(cfg) {
   if (cfg_.tokenizer == "sentencepiece") {  // trained on the train split only
     std::vector<const std::string*> train_texts;
     for (const Doc& doc : docs_[0]) train_texts.push_back(&doc.text);
-    SubwordTrainOptions opts;
-    opts.vocab_size = cfg_.subword_vocab_size;
-    opts.model_type = cfg_.subword_model_type;
-    opts.character_coverage = cfg_.subword_character_coverage;
-    opts.seed = seed;
-    subword_ = std::make_unique<SubwordTokenizer>(SubwordTokenizer::train(train_texts, opts));
+    if (!subword_trainer())
+      throw std::invalid_argument("tokenizer: sentencepiece is not linked into this program (moetb datagen has it)");
+    subword_ = subword_trainer()(train_texts, cfg_);
     n_text_tokens_ = subword_->n_pieces() + 1;  // + the newline token
     if (cfg_.token_dtype == "u16" && vocab_size() > 65536)
       throw std::invalid_argument("subword_vocab_size: " + std::to_string(vocab_size()) + " ids do not fit token_dtype u16");
@@ -311,6 +308,16 @@ nlohmann::json TextCorpus::tokenizer_json() const {
           {"training_bytes", subword_->training_bytes()},
           {"encoding", "each line encoded separately (identity normalisation, byte fallback); newline_token between lines"}};
 }
+
+namespace {
+SubwordTrainer& trainer_slot() {
+  static SubwordTrainer trainer;
+  return trainer;
+}
+}  // namespace
+
+void set_subword_trainer(SubwordTrainer trainer) { trainer_slot() = std::move(trainer); }
+const SubwordTrainer& subword_trainer() { return trainer_slot(); }
 
 std::unique_ptr<SplitProducer> TextCorpus::producer(Split split) const {
   return std::make_unique<TextProducer>(cfg_, docs_[static_cast<int>(split)], split, static_cast<uint32_t>(bos_token() < 0 ? 0 : bos_token()));

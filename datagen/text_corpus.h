@@ -12,7 +12,7 @@
 
 #include "datagen/config.h"
 #include "datagen/corpus.h"
-#include "datagen/subword_tokenizer.h"
+#include "datagen/text_tokenizer.h"
 
 namespace moetb {
 
@@ -33,7 +33,7 @@ class TextCorpus {
   // Bytes: 256 (+ BOS). Subword: the pieces, the newline token (+ BOS). BOS is the last id.
   int64_t vocab_size() const { return n_text_tokens_ + (cfg_.bos ? 1 : 0); }
   int64_t bos_token() const { return cfg_.bos ? n_text_tokens_ : -1; }
-  const SubwordTokenizer* subword() const { return subword_.get(); }  // null with bytes
+  const TextTokenizer* subword() const { return subword_.get(); }  // null with bytes
   nlohmann::json tokenizer_json() const;  // the manifest's "tokenizer" entry
   std::unique_ptr<SplitProducer> producer(Split split) const;
 
@@ -49,7 +49,7 @@ class TextCorpus {
   std::vector<TextDomainSummary> domains_;
   std::vector<Doc> docs_[2];  // per split, in packing order
   int64_t n_text_tokens_ = 256;
-  std::unique_ptr<SubwordTokenizer> subword_;
+  std::unique_ptr<TextTokenizer> subword_;
 };
 
 }  // namespace moetb

@@ -24,6 +24,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
+[[maybe_unused]] const bool kSentencePiece = (register_sentencepiece_tokenizer(), true);  // as moetb datagen does
+
 // A folder of `n` files of seeded sentences over a small word list, with indentation.
 void make_text_folder(const std::string& dir, const std::vector<std::string>& words, int n, uint64_t seed) {
   fs::create_directories(dir);

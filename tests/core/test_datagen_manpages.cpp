@@ -192,6 +192,14 @@ TEST_CASE("manpages: a corpus of two man trees, translated_only and max_pages", 
     text.push_back(static_cast<char>(ds.token(Split::kTrain, static_cast<int64_t>(p) / 32, static_cast<int64_t>(p) % 32)));
   CHECK(expected.rfind(text, 0) == 0);  // the first document (possibly cut by the split's end) is a rendered page
   CHECK(text.size() > 100);
+  // The same bytes whatever the number of formatter processes.
+  c.render_jobs = 1;
+  dtu::write_dataset(c, dir.file("ds1"));
+  c.render_jobs = 5;
+  dtu::write_dataset(c, dir.file("ds5"));
+  for (const char* f : {"train/shard-00000.tokens", "val/shard-00000.tokens", "train/sources.txt", "train/documents.bin"})
+    CHECK(ttu::read_bytes(dir.file(std::string("ds1/") + f)) == ttu::read_bytes(dir.file(std::string("ds5/") + f)));
+  CHECK(ttu::read_bytes(dir.file("ds1/train/shard-00000.tokens")) == ttu::read_bytes(dir.file("ds/train/shard-00000.tokens")));
   c.groff = "no-such-groff-moetb";
   CHECK_ONE_LINE_ERROR(TextCorpus{c}, "groff: ", "no-such-groff-moetb");
 }

@@ -28,6 +28,9 @@ void print_summary(const nlohmann::json& m, const std::string& dir) {
   std::cerr << "wrote " << dir << ": " << m["kind"].get<std::string>() << ", vocab " << m["vocab_size"] << ", "
             << m["splits"]["train"]["n_tokens"] << " train / " << m["splits"]["val"]["n_tokens"] << " val tokens (seed "
             << m["seed"] << ", moetb " << m["git_revision"].get<std::string>() << ")\n";
+  if (m.contains("tokenizer") && m["tokenizer"]["kind"] == "sentencepiece")
+    std::cerr << "  tokenizer: sentencepiece " << m["tokenizer"]["model_type"].get<std::string>() << ", "
+              << m["tokenizer"]["n_pieces"] << " pieces, trained on the train split, stored as " << dir << "/tokenizer.model\n";
   for (const auto& d : m["domains"]) {
     std::cerr << "  " << d["name"].get<std::string>() << ": " << d["tokens"]["train"] << " train tokens";
     if (d["entropy_rate_bits"].is_number()) std::cerr << ", entropy rate " << d["entropy_rate_bits"].get<double>() << " bits/token";

@@ -37,10 +37,19 @@ void bind_datagen_config(ConfigBinder& b, DatagenConfig& c) {
   b.add("shard_sequences", &c.shard_sequences, "sequences per shard file");
   b.add("text_domains", &c.text_domains, "real text domains: name = folder (byte-level, one document per file)");
   b.add("val_fraction", &c.val_fraction, "share of files in the validation split (text domains)");
-  b.add("max_file_bytes", &c.max_file_bytes, "longer files are cut to this many bytes (text domains)");
+  b.add("max_file_bytes", &c.max_file_bytes, "longer files and rendered pages are cut to this many bytes (text domains)");
+  b.add("manpage_domains", &c.manpage_domains, "manual-page domains: name = man tree (DIR/man*/), one document per page rendered by groff");
+  b.add("translated_only", &c.translated_only, "manpage domains that keep only the pages (same man*/NAME) another manpage domain also has");
+  b.add("max_pages", &c.max_pages, "at most this many pages per manpage domain and split (0 = no cap)");
+  b.add("render_jobs", &c.render_jobs, "formatter processes run at once (manpage domains)");
+  b.add("groff", &c.groff, "the formatter program (manpage domains)");
+  b.add("tokenizer", &c.tokenizer, "text tokenizer: bytes, or sentencepiece (trained on the train split)");
+  b.add("subword_vocab_size", &c.subword_vocab_size, "sentencepiece pieces (the dataset adds newline and BOS tokens)");
+  b.add("subword_model_type", &c.subword_model_type, "sentencepiece model: unigram or bpe");
+  b.add("subword_character_coverage", &c.subword_character_coverage, "share of characters sentencepiece covers with pieces, in (0, 1]");
 }
 
-bool is_text_dataset(const DatagenConfig& cfg) { return !cfg.text_domains.empty(); }
+bool is_text_dataset(const DatagenConfig& cfg) { return !cfg.text_domains.empty() || !cfg.manpage_domains.empty(); }
 
 namespace {
 [[noreturn]] void bad(const std::string& key, const std::string& what) { throw std::invalid_argument(key + ": " + what); }
@@ -54,7 +63,7 @@ void require_unit(const std::string& key, double v) {
 
 void validate_datagen_config(const DatagenConfig& c) {
   const bool text = is_text_dataset(c);
-  const int64_t n_domains = text ? static_cast<int64_t>(c.text_domains.size()) : c.domains;
+  const int64_t n_domains = text ? static_cast<int64_t>(c.text_domains.size() + c.manpage_domains.size()) : c.domains;
   require_range("domains", n_domains, 1, 64);
   if (!text) {
     require_range("vocab_per_domain", c.vocab_per_domain, 2, 1 << 20);
@@ -101,6 +110,28 @@ void validate_datagen_config(const DatagenConfig& c) {
       if (name.empty()) bad("text_domains", "a domain name is empty");
       if (dir.empty()) bad("text_domains." + name, "folder is empty");
     }
+    for (const auto& [name, dir] : c.manpage_domains) {
+      if (name.empty()) bad("manpage_domains", "a domain name is empty");
+      if (dir.empty()) bad("manpage_domains." + name, "folder is empty");
+      if (c.text_domains.count(name)) bad("manpage_domains." + name, "is also a text_domains name");
+    }
+    for (const auto& name : c.translated_only)
+      if (!c.manpage_domains.count(name)) bad("translated_only", "'" + name + "' is not a manpage_domains name");
+    require_range("max_pages", c.max_pages, 0, int64_t{1} << 30);
+    require_range("render_jobs", c.render_jobs, 1, 64);
+    if (!c.manpage_domains.empty() && c.groff.empty()) bad("groff", "is empty");
+  }
+  if (c.tokenizer != "bytes" && c.tokenizer != "sentencepiece")
+    bad("tokenizer", "'" + c.tokenizer + "' is not one of bytes, sentencepiece");
+  if (c.tokenizer == "sentencepiece" && !text)
+    bad("tokenizer", "sentencepiece needs text_domains or manpage_domains (synthetic domains have their own ids)");
+  {
+    // Byte fallback needs the 256 byte pieces plus the unknown piece and some characters.
+    require_range("subword_vocab_size", c.subword_vocab_size, 300, c.token_dtype == "u16" ? 65534 : 1 << 20);
+    if (c.subword_model_type != "unigram" && c.subword_model_type != "bpe")
+      bad("subword_model_type", "'" + c.subword_model_type + "' is not one of unigram, bpe");
+    if (!(c.subword_character_coverage > 0.0 && c.subword_character_coverage <= 1.0))
+      bad("subword_character_coverage", "must be in (0, 1]");
   }
 }
 

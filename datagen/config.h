@@ -13,7 +13,7 @@ class ConfigBinder;
 
 struct DatagenConfig {
   int64_t seed = 1;               // one seed for structure and sampling
-  // Synthetic domains (ignored when text_domains is set).
+  // Synthetic domains (ignored when text_domains or manpage_domains is set).
   int64_t domains = 4;            // D, 1..64
   int64_t vocab_per_domain = 64;  // V: free tokens each domain uses
   double shared_vocab = 0.25;     // fraction of V shared by all domains (0 disjoint, 1 one vocabulary)
@@ -42,7 +42,18 @@ struct DatagenConfig {
   // Real text domains: name -> folder; byte-level tokens, one document per file.
   std::map<std::string, std::string> text_domains;
   double val_fraction = 0.1;      // share of files (by a seeded hash of the path) in the validation split
-  int64_t max_file_bytes = 1000000;  // longer files are cut to this many bytes
+  int64_t max_file_bytes = 1000000;  // longer files (rendered pages) are cut to this many bytes
+  // Manual-page domains: name -> man tree (DIR/man*/PAGE[.gz]), one document per rendered page.
+  std::map<std::string, std::string> manpage_domains;
+  std::vector<std::string> translated_only;  // these domains keep only pages another manpage domain also has
+  int64_t max_pages = 0;          // at most this many pages per domain and split (0 = no cap)
+  int64_t render_jobs = 2;        // formatter processes run at once
+  std::string groff = "groff";    // the formatter (PATH lookup)
+  // Tokenizer of text datasets: bytes, or a SentencePiece model trained on the train split.
+  std::string tokenizer = "bytes";
+  int64_t subword_vocab_size = 8000;        // pieces (the dataset adds a newline and a BOS token)
+  std::string subword_model_type = "unigram";  // unigram or bpe
+  double subword_character_coverage = 0.9995;
 };
 
 void bind_datagen_config(ConfigBinder& binder, DatagenConfig& cfg);

@@ -173,15 +173,19 @@ nlohmann::json write_text_dataset(const TextCorpus& corpus, const DatagenConfig&
     m["seed"] = cfg.seed;
     m["vocab_size"] = corpus.vocab_size();
     m["token_dtype"] = cfg.token_dtype;
-    m["bos_token"] = cfg.bos ? nlohmann::json(TextCorpus::kBosToken) : nlohmann::json(nullptr);
+    m["bos_token"] = cfg.bos ? nlohmann::json(corpus.bos_token()) : nlohmann::json(nullptr);
     m["seq_len"] = cfg.seq_len;
+    m["tokenizer"] = corpus.tokenizer_json();  // a subword model is stored beside the data
+    if (corpus.subword() != nullptr) write_text(dir / "tokenizer.model", corpus.subword()->serialized());
     for (int64_t d = 0; d < n_domains; ++d) {
       const TextDomainSummary& sd = corpus.domains()[d];
       nlohmann::json dj = split_counts_json(counts, d);
       dj["name"] = sd.name;
       dj["folder"] = sd.folder;
       dj["entropy_rate_bits"] = nullptr;  // unknown for real text
+      dj["source"] = sd.source;
       dj["files_found"] = sd.files_found;
+      if (sd.source == "manpages") dj["pages_skipped"] = sd.skipped;
       dj["files"] = {{"train", sd.files[0]}, {"val", sd.files[1]}};
       m["domains"].push_back(dj);
     }

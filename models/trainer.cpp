@@ -20,6 +20,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "common/machine_info.h"
 #include "datagen/dataset.h"
 #include "metrics/trace_metrics.h"
 #include "models/checkpoint.h"
@@ -172,7 +173,7 @@ TrainResult train_model(const TrainConfig& cfg, const TrainOptions& opts) {
     std::ofstream(run / "config.toml") << opts.config_toml;
     nlohmann::json info = {{"seed", cfg.seed}, {"git_revision", opts.git_revision}, {"threads", cfg.threads},
                            {"device", cfg.device}, {"dataset", fs::absolute(cfg.data_dir).string()},
-                           {"config", opts.config_json}};
+                           {"config", opts.config_json}, {"machine", machine_provenance()}};  // CPU, BLAS kernel
     std::ofstream(run / "run.json") << info.dump(2) << "\n";
   }
 

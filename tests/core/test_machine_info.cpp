@@ -1,0 +1,99 @@
+// The BLAS kernel choice (common/machine_info.h) and `moetb env`: the kernel the launcher
+// picks computes a product to fp32 accuracy against a double-precision reference; a
+// user's OPENBLAS_CORETYPE is never overridden; the rank table orders kernel families.
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <cstdlib>
+#include <string>
+
+#include "common/machine_info.h"
+#include "tests/core/cli_test_util.h"
+
+namespace {
+
+// Sets or clears an environment variable for one scope.
+struct EnvGuard {
+  EnvGuard(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old, had_ = true;
+    if (value) ::setenv(name, value, 1);
+    else ::unsetenv(name);
+  }
+  ~EnvGuard() {
+    if (had_) ::setenv(name_, old_.c_str(), 1);
+    else ::unsetenv(name_);
+  }
+  const char* name_;
+  std::string old_;
+  bool had_ = false;
+};
+
+}  // namespace
+
+TEST_CASE("blas kernel: families rank and the CPU's best kernel follows its features", "[cli]") {
+  CHECK(moetb::blas_kernel_rank("Prescott") < moetb::blas_kernel_rank("Haswell"));
+  CHECK(moetb::blas_kernel_rank("Zen") == moetb::blas_kernel_rank("Haswell"));
+  CHECK(moetb::blas_kernel_rank("Haswell") < moetb::blas_kernel_rank("SkylakeX"));
+  CHECK(moetb::blas_kernel_rank("SkylakeX") < moetb::blas_kernel_rank("Cooperlake"));
+  CHECK(moetb::blas_kernel_rank("SomethingNew") == -1);
+  moetb::CpuInfo cpu;
+  CHECK(moetb::best_blas_kernel(cpu).empty());
+  cpu.avx2 = cpu.fma = true;
+  CHECK(moetb::best_blas_kernel(cpu) == "Haswell");
+  cpu.avx512f = cpu.avx512bw = cpu.avx512dq = true;
+  CHECK(moetb::best_blas_kernel(cpu) == "Haswell");  // VL missing
+  cpu.avx512vl = true;
+  CHECK(moetb::best_blas_kernel(cpu) == "SkylakeX");
+}
+
+TEST_CASE("blas kernel: the chosen kernel multiplies to fp32 accuracy against a double reference", "[cli]") {
+  const EnvGuard clear("OPENBLAS_CORETYPE", nullptr), source("MOETB_BLAS_KERNEL_SOURCE", nullptr);
+  const moetb::CpuInfo cpu = moetb::cpu_info();
+  const moetb::BlasKernelChoice c = moetb::choose_blas_kernel(cpu);
+  if (c.source == "none") {
+    WARN("no OpenBLAS as libblas.so.3 here: nothing to choose");
+    return;
+  }
+  CHECK(c.source != "user");
+  CHECK(!c.kernel.empty());
+  if (c.source == "moetb") CHECK(moetb::blas_kernel_rank(c.chosen) > moetb::blas_kernel_rank(c.openblas_default));
+  for (const std::string& kernel : {c.kernel, c.openblas_default}) {
+    const moetb::BlasCheck r = moetb::check_blas_sgemm(kernel, 67, 45, 301, false);  // odd sizes: edge kernels too
+    INFO("kernel " << kernel << ": " << r.error);
+    REQUIRE(r.error.empty());
+    CHECK(r.kernel == kernel);
+    CHECK(r.max_rel_error < 1e-5);  // fp32 rounding of a 301-term sum, relative to sum |a b|
+  }
+}
+
+TEST_CASE("blas kernel: a user's OPENBLAS_CORETYPE is kept", "[cli]") {
+  const EnvGuard user("OPENBLAS_CORETYPE", "Prescott"), source("MOETB_BLAS_KERNEL_SOURCE", nullptr);
+  const moetb::BlasKernelChoice c = moetb::choose_blas_kernel(moetb::cpu_info());
+  CHECK(c.source == "user");
+  CHECK(c.kernel == "Prescott");
+  CHECK(c.chosen.empty());
+  ctu::Cli cli;
+  const ctu::Result r = cli.run("env --json");
+  REQUIRE(r.rc == 0);
+  const auto j = nlohmann::json::parse(r.out);
+  CHECK(j["blas"]["kernel_source"] == "user");
+  CHECK(j["blas"]["OPENBLAS_CORETYPE"] == "Prescott");
+  if (j["blas"].value("loaded", false)) CHECK(j["blas"]["kernel"] == "Prescott");  // moetb-torch's loaded OpenBLAS
+}
+
+TEST_CASE("moetb env: names the CPU, the kernel and its source", "[cli]") {
+  const EnvGuard clear("OPENBLAS_CORETYPE", nullptr), source("MOETB_BLAS_KERNEL_SOURCE", nullptr);
+  ctu::Cli cli;
+  const ctu::Result r = cli.run("env --json --check");
+  REQUIRE(r.rc == 0);
+  const auto j = nlohmann::json::parse(r.out);
+  CHECK(j["cpu"]["logical_cpus"].get<int>() >= 1);
+  const auto& b = j["blas"];
+  CHECK(b["kernel_source"] != "user");
+  if (b["kernel_source"] == "none") return;
+  CHECK(b["check"]["kernel"] == b["kernel"]);
+  CHECK(b["check"]["max_rel_error"].get<double>() < 1e-5);
+  const ctu::Result text = cli.run("env");
+  REQUIRE(text.rc == 0);
+  CHECK(text.out.find("blas kernel:") != std::string::npos);
+}

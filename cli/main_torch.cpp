@@ -6,8 +6,10 @@
 #include "cli/commands.h"
 #include "cli/output.h"
 #include "cli/run_app.h"
+#include "common/machine_info.h"
 
 int main(int argc, char** argv) {
+  moetb::tune_malloc_for_training();  // common/machine_info.h
   CLI::App app{"moetb: a testbed and simulator for Mixture-of-Experts routing (LibTorch commands)"};
   app.name("moetb");
   app.require_subcommand(1);

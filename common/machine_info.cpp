@@ -5,6 +5,7 @@
 #include "common/machine_info.h"
 
 #include <dlfcn.h>
+#include <malloc.h>
 #include <sched.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -266,6 +267,11 @@ nlohmann::json cpu_provenance(const CpuInfo& cpu) {
   for (const auto& [name, on] : flags)
     if (on) features.push_back(name);
   return {{"model", cpu.model}, {"logical_cpus", cpu.logical_cpus}, {"features", features}};
+}
+
+void tune_malloc_for_training() {
+  ::mallopt(M_MMAP_THRESHOLD, 32 << 20);  // glibc's maximum; also stops the dynamic threshold
+  ::mallopt(M_TRIM_THRESHOLD, 1 << 30);
 }
 
 nlohmann::json machine_provenance() { return {{"cpu", cpu_provenance(cpu_info())}, {"blas", blas_provenance()}}; }

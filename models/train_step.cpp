@@ -1,0 +1,50 @@
+// The training step (train_step.h).
+#include "models/train_step.h"
+
+#include <ATen/ops/cross_entropy_loss.h>
+#include <ATen/ops/stack.h>
+#include <c10/core/GradMode.h>
+
+#include <cmath>
+#include <limits>
+
+namespace moetb {
+
+MicroStep forward_backward(MoETransformerImpl& model, const at::Tensor& tokens, const at::Tensor& domains,
+                           int64_t accum_steps, bool poison_nan) {
+  MicroStep r;
+  r.out = model.forward(tokens, domains, /*training=*/true);
+  const int64_t S = tokens.size(1), V = r.out.logits.size(-1);
+  const at::Tensor ce = at::cross_entropy_loss(r.out.logits.narrow(1, 0, S - 1).reshape({-1, V}),
+                                               tokens.narrow(1, 1, S - 1).reshape({-1}));  // [] nats
+  at::Tensor loss = ce + r.out.aux_loss;                                                    // []
+  if (poison_nan) loss = loss * std::numeric_limits<double>::quiet_NaN();
+  const at::Tensor host = at::stack({loss.detach(), ce.detach(), r.out.aux_loss.detach()}).to(at::kDouble).cpu();  // [3], one sync
+  const double* v = host.data_ptr<double>();
+  r.loss = v[0];
+  r.ce = v[1];
+  r.aux = v[2];
+  if (!std::isfinite(r.loss)) return r;
+  (loss / static_cast<double>(accum_steps)).backward();
+  return r;
+}
+
+void clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) {
+  const c10::NoGradGuard no_grad;
+  std::vector<at::Tensor> squares;
+  for (const auto& p : params)
+    if (p.grad().defined()) squares.push_back(p.grad().to(at::kDouble).pow(2).sum());
+  if (squares.empty()) return;
+  const at::Tensor norm = at::stack(squares).sum().sqrt();                        // [] double
+  const at::Tensor scale = (max_norm / (norm + 1e-6)).clamp_max(1.0).to(at::kFloat);  // [] 1 when within the norm
+  for (const auto& p : params)
+    if (p.grad().defined()) p.mutable_grad().mul_(scale.to(p.grad().scalar_type()));
+}
+
+void optimizer_step(torch::optim::AdamW& opt, const std::vector<at::Tensor>& params, double lr, double grad_clip) {
+  for (auto& group : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+  if (grad_clip > 0.0) clip_grad_norm(params, grad_clip);
+  opt.step();
+}
+
+}  // namespace moetb

@@ -1,6 +1,8 @@
 // The training step (train_step.h).
 #include "models/train_step.h"
 
+#include "models/fused_adamw.h"
+
 #include <ATen/ops/cross_entropy_loss.h>
 #include <ATen/ops/stack.h>
 #include <c10/core/GradMode.h>
@@ -44,7 +46,7 @@ void clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) {
 void optimizer_step(torch::optim::AdamW& opt, const std::vector<at::Tensor>& params, double lr, double grad_clip) {
   for (auto& group : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
   if (grad_clip > 0.0) clip_grad_norm(params, grad_clip);
-  opt.step();
+  fused_adamw_step(opt);  // models/fused_adamw.h (falls back to opt.step())
 }
 
 }  // namespace moetb

@@ -38,6 +38,7 @@ int exec_torch_binary(char** argv) {
     return 1;
   }
   moetb::apply_blas_kernel_choice();  // before libtorch (and with it OpenBLAS) loads
+  moetb::apply_thread_environment();  // OMP_WAIT_POLICY=PASSIVE unless set
   ::execv(torch_binary.c_str(), argv);
   std::cerr << "moetb " << argv[1] << ": error: cannot run " << torch_binary.string() << ": " << std::strerror(errno) << std::endl;
   return 1;

@@ -176,6 +176,11 @@ BlasKernelChoice apply_blas_kernel_choice() {
   return c;
 }
 
+std::string apply_thread_environment() {
+  ::setenv("OMP_WAIT_POLICY", "PASSIVE", /*overwrite=*/0);
+  return env_or_empty("OMP_WAIT_POLICY");
+}
+
 BlasCheck check_blas_sgemm(const std::string& kernel, int m, int n, int k, bool time_it) {
   const std::string out = in_child([&] {
     std::ostringstream r;
@@ -254,7 +259,8 @@ nlohmann::json blas_provenance() {
   if (auto th = reinterpret_cast<GetThreads>(::dlsym(RTLD_DEFAULT, "openblas_get_num_threads"))) j["threads"] = th();
   std::string source = env_or_empty(kSourceVar);
   if (source.empty()) source = env_or_empty("OPENBLAS_CORETYPE").empty() ? "openblas" : "user";
-  j["kernel_source"] = source;  // user (OPENBLAS_CORETYPE), moetb (chosen from cpuid) or openblas
+  j["kernel_source"] = source;
+  j["OMP_WAIT_POLICY"] = env_or_empty("OMP_WAIT_POLICY");  // user (OPENBLAS_CORETYPE), moetb (chosen from cpuid) or openblas
   const std::string dflt = env_or_empty("MOETB_BLAS_KERNEL_DEFAULT");
   if (!dflt.empty()) j["openblas_default_kernel"] = dflt;
   return j;

@@ -41,6 +41,12 @@ BlasKernelChoice choose_blas_kernel(const CpuInfo& cpu);
 // choose_blas_kernel() says; call before anything loads the BLAS (moetb does, before exec).
 BlasKernelChoice apply_blas_kernel_choice();
 
+// OMP_WAIT_POLICY=PASSIVE unless the user set it: with --threads 2 on two cores, libgomp's
+// idle threads spin between parallel regions against OpenBLAS's own pool and the other
+// jobs, and a training step took 20x longer (4.7 s instead of 0.26 s, docs/performance.md).
+// Returns the value in effect. Call before libgomp loads (moetb does, before exec).
+std::string apply_thread_environment();
+
 struct BlasCheck {
   std::string kernel;       // openblas_get_corename() in the child
   double max_rel_error = 0; // max |C - C_ref| / (sum_k |A_ik B_kj|) over C's entries

@@ -78,7 +78,7 @@ void BM_TrainStep(benchmark::State& state) {
   double loss = 0.0;
   for (auto _ : state) {
     ++step;
-    opt.zero_grad();
+    moetb::zero_grads(params);
     const at::Tensor& tokens = batches[static_cast<std::size_t>(step - 1) % batches.size()];
     const moetb::MicroStep m = moetb::forward_backward(*model, tokens, at::Tensor(), 1);
     moetb::optimizer_step(opt, params, lr_at(step), 1.0);

@@ -31,16 +31,43 @@ MicroStep forward_backward(MoETransformerImpl& model, const at::Tensor& tokens, 
   return r;
 }
 
+void zero_grads(const std::vector<at::Tensor>& params) {
+  for (const auto& p : params)
+    if (p.grad().defined()) p.mutable_grad().reset();
+}
+
 void clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) {
   const c10::NoGradGuard no_grad;
-  std::vector<at::Tensor> squares;
+  std::vector<at::Tensor> grads;
+  bool on_cpu = true;
   for (const auto& p : params)
-    if (p.grad().defined()) squares.push_back(p.grad().to(at::kDouble).pow(2).sum());
-  if (squares.empty()) return;
-  const at::Tensor norm = at::stack(squares).sum().sqrt();                        // [] double
+    if (p.grad().defined()) {
+      grads.push_back(p.grad());
+      on_cpu = on_cpu && p.grad().device().is_cpu() && p.grad().scalar_type() == at::kFloat && p.grad().is_contiguous();
+    }
+  if (grads.empty()) return;
+  if (on_cpu) {  // one pass per gradient in double, no temporaries; reading the norm costs no sync on the CPU
+    double sq = 0.0;
+    for (const auto& g : grads) {
+      const float* d = g.data_ptr<float>();
+      double acc[4] = {0, 0, 0, 0};
+      const int64_t n = g.numel();
+      int64_t i = 0;
+      for (; i + 4 <= n; i += 4)
+        for (int j = 0; j < 4; ++j) acc[j] += static_cast<double>(d[i + j]) * static_cast<double>(d[i + j]);
+      for (; i < n; ++i) acc[0] += static_cast<double>(d[i]) * static_cast<double>(d[i]);
+      sq += (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    }
+    const double norm = std::sqrt(sq);
+    if (norm > max_norm)
+      for (auto& g : grads) g.mul_(max_norm / (norm + 1e-6));
+    return;
+  }
+  std::vector<at::Tensor> squares;  // elsewhere (CUDA): stay on the device, no host sync
+  for (const auto& g : grads) squares.push_back(g.to(at::kDouble).pow(2).sum());
+  const at::Tensor norm = at::stack(squares).sum().sqrt();                            // [] double
   const at::Tensor scale = (max_norm / (norm + 1e-6)).clamp_max(1.0).to(at::kFloat);  // [] 1 when within the norm
-  for (const auto& p : params)
-    if (p.grad().defined()) p.mutable_grad().mul_(scale.to(p.grad().scalar_type()));
+  for (auto& g : grads) g.mul_(scale.to(g.scalar_type()));
 }
 
 void optimizer_step(torch::optim::AdamW& opt, const std::vector<at::Tensor>& params, double lr, double grad_clip) {

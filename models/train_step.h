@@ -2,7 +2,7 @@
 // side-by-side benchmark (bench/bench_train.cpp) so that both time the same code: forward,
 // next-token cross-entropy + the routers' aux loss, backward; then global gradient-norm
 // clipping and the AdamW update (Loshchilov & Hutter, arXiv 1711.05101). One host read per
-// micro-batch (loss, cross-entropy, aux loss together); none in clipping or the update.
+// micro-batch (loss, cross-entropy, aux loss together); none in the update.
 #pragma once
 #include <ATen/core/Tensor.h>
 #include <torch/optim/adamw.h>
@@ -25,7 +25,11 @@ struct MicroStep {
 MicroStep forward_backward(MoETransformerImpl& model, const at::Tensor& tokens, const at::Tensor& domains,
                            int64_t accum_steps, bool poison_nan = false);
 
-// Scales all gradients so that their global L2 norm is at most max_norm (no host sync).
+// Drops the gradients (set to none: the next backward writes them instead of adding to zeros).
+void zero_grads(const std::vector<at::Tensor>& params);
+
+// Scales all gradients so that their global L2 norm is at most max_norm: on the CPU one
+// double-precision pass per gradient; on other devices without a host sync.
 void clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm);
 
 // Sets the learning rate, clips (grad_clip > 0) and steps the optimizer: on CPU with float32

@@ -200,7 +200,7 @@ TrainResult train_model(const TrainConfig& cfg, const TrainOptions& opts) {
   std::vector<int64_t> tok(static_cast<std::size_t>(B * S)), dom(static_cast<std::size_t>(B * S));
   for (int64_t step = start + 1; step <= cfg.steps; ++step) {
     const double lr = learning_rate(cfg, step);
-    opt.zero_grad();
+    zero_grads(model->parameters());  // models/train_step.h
     double ce_sum = 0.0, aux_sum = 0.0, violation = 0.0;
     std::map<std::string, double> terms;
     nlohmann::json load = nlohmann::json::array();

@@ -2,7 +2,9 @@
 // compositions they replace: forward values and gradients of RMSNorm, rotary embedding (on
 // the strided view attention gives it), the packed SwiGLU activation and the causal scores,
 // in float64 (to 1e-12) and float32 (to fp32 rounding); and the fused AdamW against
-// torch::optim::AdamW over several steps with a changing learning rate (params and state).
+// torch::optim::AdamW over several steps with a changing learning rate (params and state);
+// the step's gradient clipping (models/train_step.h) on a known norm.
+#include <ATen/ops/zeros.h>
 #include <ATen/ops/zeros_like.h>
 #include <torch/optim/adamw.h>
 #include "tests/torch/torch_catch.h"
@@ -12,6 +14,7 @@
 
 #include "models/fused_adamw.h"
 #include "models/fused_ops.h"
+#include "models/train_step.h"
 #include "tests/torch/torch_test_util.h"
 
 using namespace moetb;
@@ -109,4 +112,22 @@ TEST_CASE("fused ops: fused AdamW follows torch::optim::AdamW step by step", "[m
     CHECK(max_abs_diff(sa.exp_avg(), sb.exp_avg()) < 1e-6);
     CHECK(max_abs_diff(sa.exp_avg_sq(), sb.exp_avg_sq()) < 1e-7);
   }
+}
+
+TEST_CASE("fused ops: gradient clipping scales to the global norm, zero_grads drops the gradients", "[models]") {
+  at::Tensor a = at::zeros({2}).requires_grad_(true), b = at::zeros({1}).requires_grad_(true);
+  a.mutable_grad() = at::zeros({2});
+  a.mutable_grad()[0].fill_(3.0);
+  b.mutable_grad() = at::zeros({1}).fill_(4.0);  // global norm 5
+  clip_grad_norm({a, b}, 10.0);                   // within the norm: unchanged
+  CHECK(a.grad()[0].item<double>() == 3.0);
+  clip_grad_norm({a, b}, 1.0);
+  CHECK(a.grad()[0].item<double>() == Approx(0.6).epsilon(1e-6));
+  CHECK(b.grad()[0].item<double>() == Approx(0.8).epsilon(1e-6));
+  const at::Tensor before = a.grad().clone();
+  clip_grad_norm({at::zeros({1}).requires_grad_(true)}, 1.0);  // a parameter without a gradient: nothing to do
+  zero_grads({a, b});
+  CHECK_FALSE(a.grad().defined());
+  CHECK_FALSE(b.grad().defined());
+  CHECK(before[1].item<double>() == 0.0);
 }

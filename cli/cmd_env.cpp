@@ -1,5 +1,7 @@
 // `moetb env` in moetb-torch: the torch-free report (cli/env_report.h) with the loaded
 // BLAS itself and the LibTorch part: version, CUDA, intra-op threads, parallel backend.
+// moetb execs it for `env` when the build has the LibTorch part (after choosing the
+// kernel, so what it prints is what `moetb train` gets).
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
 #include <torch/version.h>

@@ -1,5 +1,7 @@
 // `moetb env` (env_report.h). In moetb (no LibTorch loaded) the BLAS section is the kernel
-// the launcher would choose; in moetb-torch it is the loaded library itself.
+// the launcher would choose; in moetb-torch it is the loaded library itself. Text output
+// is one aligned "key: value" line per item, plus a note when a user's OPENBLAS_CORETYPE
+// pins a lower kernel than the CPU supports.
 #include "cli/env_report.h"
 
 #include <algorithm>

@@ -1,4 +1,6 @@
-// The training step (train_step.h).
+// The training step (train_step.h): forward, cross-entropy + aux loss, one host read of the
+// three losses, backward; clipping (CPU: one double pass per gradient; elsewhere on the
+// device, no sync) and the fused AdamW (fused_adamw.h). Shared by trainer and benchmark.
 #include "models/train_step.h"
 
 #include "models/fused_adamw.h"

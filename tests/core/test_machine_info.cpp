@@ -1,10 +1,12 @@
 // The BLAS kernel choice (common/machine_info.h) and `moetb env`: the kernel the launcher
 // picks computes a product to fp32 accuracy against a double-precision reference; a
-// user's OPENBLAS_CORETYPE is never overridden; the rank table orders kernel families.
+// user's OPENBLAS_CORETYPE is never overridden; the rank table orders kernel families;
+// a training run's run.json names the kernel it ran with.
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 
 #include "common/machine_info.h"
@@ -96,4 +98,25 @@ TEST_CASE("moetb env: names the CPU, the kernel and its source", "[cli]") {
   const ctu::Result text = cli.run("env");
   REQUIRE(text.rc == 0);
   CHECK(text.out.find("blas kernel:") != std::string::npos);
+}
+
+TEST_CASE("moetb train: run.json records the CPU and the BLAS kernel the run used", "[cli]") {
+  if (!std::filesystem::exists(std::filesystem::path(MOETB_BINARY).parent_path() / "moetb-torch")) return;
+  const moetb::CpuInfo cpu = moetb::cpu_info();
+  if (!cpu.avx2 || !cpu.fma) return;  // the Haswell kernel needs them
+  const EnvGuard user("OPENBLAS_CORETYPE", "Haswell"), source("MOETB_BLAS_KERNEL_SOURCE", nullptr), omp("OMP_WAIT_POLICY", nullptr);
+  ctu::Cli cli("machine-train");
+  REQUIRE(cli.run("datagen --out data --domains 2 --vocab-per-domain 16 --seq-len 16 --train-tokens 2048 --val-tokens 256 "
+                  "--doc-len-mean 40").rc == 0);
+  const ctu::Result r = cli.run("train --data data --out run --steps 1 --set model.d_model=16 --set model.n_heads=2 "
+                                "--set moe.n_experts=4 --set moe.d_ff=16 --set train.micro_batch=4 --set eval.sequences=4 -q");
+  INFO(r.err);
+  REQUIRE(r.rc == 0);
+  const auto info = nlohmann::json::parse(ttu::read_bytes(cli.work.file("run/run.json")));
+  const auto& m = info.at("machine");
+  CHECK(m["cpu"]["logical_cpus"].get<int>() >= 1);
+  CHECK(m["blas"]["kernel"] == "Haswell");  // the user's value, kept and loaded
+  CHECK(m["blas"]["kernel_source"] == "user");
+  CHECK(m["blas"]["threads"] == 1);         // train.threads also sizes OpenBLAS's pool
+  CHECK(m["blas"]["OMP_WAIT_POLICY"] == "PASSIVE");
 }

@@ -139,32 +139,37 @@ int blas_kernel_rank(const std::string& core_name) {
   return -1;
 }
 
-BlasKernelChoice choose_blas_kernel(const CpuInfo& cpu) {
+BlasKernelChoice decide_blas_kernel(const CpuInfo& cpu, const std::string& openblas_default, const std::string& user_value) {
   BlasKernelChoice c;
-  const std::string current = env_or_empty("OPENBLAS_CORETYPE");
-  const bool ours = env_or_empty(kSourceVar) == "moetb";  // set by an outer moetb (a sweep's run)
-  if (!current.empty() && !ours) {
-    c.user_value = current;
-    c.kernel = current;
+  c.openblas_default = openblas_default;
+  if (!user_value.empty()) {
+    c.user_value = user_value;
+    c.kernel = user_value;
     c.source = "user";
     return c;
   }
-  c.openblas_default = probe_default_kernel();
-  if (c.openblas_default.empty()) {
+  if (openblas_default.empty()) {
     c.source = "none";
     return c;
   }
   const std::string best = best_blas_kernel(cpu);
-  const int have = blas_kernel_rank(c.openblas_default);
+  const int have = blas_kernel_rank(openblas_default);
   if (!best.empty() && have >= 0 && have < blas_kernel_rank(best)) {
     c.chosen = best;
     c.kernel = best;
     c.source = "moetb";
   } else {
-    c.kernel = c.openblas_default;
+    c.kernel = openblas_default;
     c.source = "openblas";
   }
   return c;
+}
+
+BlasKernelChoice choose_blas_kernel(const CpuInfo& cpu) {
+  const std::string current = env_or_empty("OPENBLAS_CORETYPE");
+  const bool ours = env_or_empty(kSourceVar) == "moetb";  // set by an outer moetb (a sweep's run)
+  if (!current.empty() && !ours) return decide_blas_kernel(cpu, "", current);
+  return decide_blas_kernel(cpu, probe_default_kernel(), "");
 }
 
 BlasKernelChoice apply_blas_kernel_choice() {

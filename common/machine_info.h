@@ -33,6 +33,10 @@ struct BlasKernelChoice {
   std::string kernel;            // the kernel the run will use
   std::string source;            // "user", "moetb", "openblas" or "none"
 };
+// The decision alone (tested): user_value wins; else the CPU's best kernel when it outranks
+// openblas_default (a known name); else OpenBLAS's own pick. "" default = no OpenBLAS.
+BlasKernelChoice decide_blas_kernel(const CpuInfo& cpu, const std::string& openblas_default, const std::string& user_value);
+
 // Probes OpenBLAS's default in a forked child (this process never loads the BLAS) and
 // decides: a user value wins; else the CPU's best kernel when it outranks the default.
 BlasKernelChoice choose_blas_kernel(const CpuInfo& cpu);

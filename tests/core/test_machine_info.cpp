@@ -48,6 +48,29 @@ TEST_CASE("blas kernel: families rank and the CPU's best kernel follows its feat
   CHECK(moetb::best_blas_kernel(cpu) == "SkylakeX");
 }
 
+TEST_CASE("blas kernel: the decision upgrades only a lower-ranked OpenBLAS pick and keeps a user's value", "[cli]") {
+  moetb::CpuInfo avx512;
+  avx512.avx2 = avx512.fma = avx512.avx512f = avx512.avx512bw = avx512.avx512dq = avx512.avx512vl = true;
+  moetb::CpuInfo avx2;
+  avx2.avx2 = avx2.fma = true;
+  const auto prescott = moetb::decide_blas_kernel(avx512, "Prescott", "");  // the issue's unrecognised Xeon
+  CHECK(prescott.chosen == "SkylakeX");
+  CHECK(prescott.source == "moetb");
+  CHECK(moetb::decide_blas_kernel(avx512, "Haswell", "").chosen == "SkylakeX");
+  CHECK(moetb::decide_blas_kernel(avx2, "Prescott", "").chosen == "Haswell");
+  for (const char* kept : {"Cooperlake", "SkylakeX", "SapphireRapids", "SomethingNew"}) {
+    const auto c = moetb::decide_blas_kernel(avx512, kept, "");
+    CHECK(c.chosen.empty());
+    CHECK(c.kernel == kept);
+    CHECK(c.source == "openblas");
+  }
+  CHECK(moetb::decide_blas_kernel(avx2, "Haswell", "").chosen.empty());
+  const auto user = moetb::decide_blas_kernel(avx512, "Prescott", "Prescott");
+  CHECK(user.chosen.empty());
+  CHECK(user.source == "user");
+  CHECK(moetb::decide_blas_kernel(avx512, "", "").source == "none");
+}
+
 TEST_CASE("blas kernel: the chosen kernel multiplies to fp32 accuracy against a double reference", "[cli]") {
   const EnvGuard clear("OPENBLAS_CORETYPE", nullptr), source("MOETB_BLAS_KERNEL_SOURCE", nullptr);
   const moetb::CpuInfo cpu = moetb::cpu_info();

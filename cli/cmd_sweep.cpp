@@ -121,7 +121,7 @@ void add_sweep(CLI::App& app) {
   CLI::App* run = sweep->add_subcommand("run", "Run the pending runs, several at a time; resumes after interruption");
   run->add_option("dir", a->dir, "Sweep directory")->required();
   run->add_option("--jobs,-j", a->jobs, "Runs at a time (the cores are divided between them)")->check(CLI::Range(1, 1024));
-  run->add_option("--threads", a->threads, "Threads per run (default: cores / jobs)")->check(CLI::Range(0, 1024));
+  run->add_option("--threads", a->threads, "Threads per run (default: 1; run more at a time with --jobs)")->check(CLI::Range(0, 1024));
   run->add_flag("--retry-failed", a->retry_failed, "Rerun runs that failed earlier");
   run->add_flag("--quiet,-q", a->quiet, "No progress bar");
   run->add_option("--moetb", a->moetb, "The moetb executable to run (default: this one)");

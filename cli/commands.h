@@ -17,5 +17,6 @@ void add_report(CLI::App& app);
 void add_demo(CLI::App& app);
 void add_train(CLI::App& app);
 void add_routers(CLI::App& app);
+void add_env(CLI::App& app);  // moetb-torch's `env` (cli/cmd_env.cpp)
 
 }  // namespace moetb::cli

@@ -1,7 +1,8 @@
 // MoE feed-forward with sort-based dispatch (see moe_layer.h). The (token, slot) pairs that
 // hold an expert are stably sorted by expert id, so each expert's tokens form one
-// contiguous slice: gather the rows once, one gate/up/down product per expert that got
-// tokens, scale by the routing weight, index_add_ back. Switch Transformer (arXiv
+// contiguous slice: gather the rows once, per expert that got tokens one product with its
+// packed [gate | up] weights, the fused SwiGLU activation (fused_ops.h) and one down
+// product, scale by the routing weight, index_add_ back. Switch Transformer (arXiv
 // 2101.03961) dispatch; assignments over capacity were emptied by route() before it. The
 // dense reference below checks it in tests.
 #include "models/moe_layer.h"
@@ -22,6 +23,7 @@
 #include <tuple>
 #include <vector>
 
+#include "models/fused_ops.h"
 #include "routers/capacity.h"
 
 namespace moetb {
@@ -99,15 +101,16 @@ MoEOutput MoEFeedForwardImpl::forward(const at::Tensor& x, const RouteContext& c
   const at::Tensor counts = at::bincount(sorted_experts, {}, cfg_.n_experts).cpu();       // [E], one sync
   const at::Tensor xs = x.index_select(0, tokens);                                        // [m, d_model]
 
-  // unbind (not select per expert): autograd then stacks the E expert grads once.
-  const std::vector<at::Tensor> gate = w_gate.unbind(0), up = w_up.unbind(0), down = w_down.unbind(0);
+  // Gate and up packed into one [d_model, 2 d_ff] product per expert (fused_ops.h); unbind
+  // (not select per expert): autograd then stacks the E expert grads once.
+  const std::vector<at::Tensor> gate_up = at::cat({w_gate, w_up}, 2).unbind(0), down = w_down.unbind(0);  // [d_model, 2 d_ff]
   const int64_t* count = counts.data_ptr<int64_t>();
   std::vector<at::Tensor> parts;  // per active expert: [count_e, d_model]
   int64_t offset = 0;
   for (int64_t e = 0; e < cfg_.n_experts; ++e) {
     if (count[e] == 0) continue;
     const auto i = static_cast<std::size_t>(e);
-    parts.push_back(swiglu(xs.narrow(0, offset, count[e]), gate[i], up[i], down[i]));
+    parts.push_back(at::mm(fused_swiglu_act(at::mm(xs.narrow(0, offset, count[e]), gate_up[i])), down[i]));  // [count_e, d_model]
     offset += count[e];
   }
   at::Tensor y = at::zeros_like(x);  // [n_tokens, d_model]

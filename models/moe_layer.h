@@ -36,7 +36,7 @@ class MoEFeedForwardImpl : public torch::nn::Module {
   explicit MoEFeedForwardImpl(const MoEConfig& cfg);  // throws std::invalid_argument on a bad config
 
   // x: [n_tokens, d_model] in the parameters' dtype. Sorted dispatch: (token, slot) pairs
-  // grouped by expert, one gate/up/down product per expert that received tokens.
+  // grouped by expert, per expert that received tokens one packed gate+up product and one down.
   MoEOutput forward(const at::Tensor& x, const RouteContext& ctx);
 
   // The router's decision for x ([n_tokens, d_model]) after the capacity limit (unless the

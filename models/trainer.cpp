@@ -4,7 +4,6 @@
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/bincount.h>
-#include <ATen/ops/cross_entropy_loss.h>
 #include <ATen/ops/from_blob.h>
 #include <torch/cuda.h>
 #include <c10/core/GradMode.h>
@@ -20,11 +19,13 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "common/machine_info.h"
 #include "datagen/dataset.h"
 #include "metrics/trace_metrics.h"
 #include "models/checkpoint.h"
 #include "models/evaluation.h"
 #include "models/progress.h"
+#include "models/train_step.h"
 #include "oracle/reference_groups.h"
 
 namespace moetb {
@@ -122,18 +123,6 @@ double load_violation(const std::vector<RoutingDecision>& decisions, int64_t n_e
   return worst;
 }
 
-// Scales all gradients down so that their global L2 norm is at most max_norm.
-void clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) {
-  const c10::NoGradGuard no_grad;
-  double sq = 0.0;
-  for (const auto& p : params)
-    if (p.grad().defined()) sq += p.grad().to(at::kDouble).pow(2).sum().item<double>();
-  const double norm = std::sqrt(sq);
-  if (norm > max_norm)
-    for (const auto& p : params)
-      if (p.grad().defined()) p.mutable_grad().mul_(max_norm / (norm + 1e-6));
-}
-
 // OpenBLAS keeps its own thread pool (at::set_num_threads does not reach it): size it too,
 // when the BLAS in use is OpenBLAS. Looked up at run time, so any BLAS links.
 void set_blas_threads(int n) {
@@ -172,7 +161,7 @@ TrainResult train_model(const TrainConfig& cfg, const TrainOptions& opts) {
     std::ofstream(run / "config.toml") << opts.config_toml;
     nlohmann::json info = {{"seed", cfg.seed}, {"git_revision", opts.git_revision}, {"threads", cfg.threads},
                            {"device", cfg.device}, {"dataset", fs::absolute(cfg.data_dir).string()},
-                           {"config", opts.config_json}};
+                           {"config", opts.config_json}, {"machine", machine_provenance()}};  // CPU, BLAS kernel
     std::ofstream(run / "run.json") << info.dump(2) << "\n";
   }
 
@@ -211,8 +200,7 @@ TrainResult train_model(const TrainConfig& cfg, const TrainOptions& opts) {
   std::vector<int64_t> tok(static_cast<std::size_t>(B * S)), dom(static_cast<std::size_t>(B * S));
   for (int64_t step = start + 1; step <= cfg.steps; ++step) {
     const double lr = learning_rate(cfg, step);
-    for (auto& group : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
-    opt.zero_grad();
+    zero_grads(model->parameters());  // models/train_step.h
     double ce_sum = 0.0, aux_sum = 0.0, violation = 0.0;
     std::map<std::string, double> terms;
     nlohmann::json load = nlohmann::json::array();
@@ -220,28 +208,20 @@ TrainResult train_model(const TrainConfig& cfg, const TrainOptions& opts) {
       data.gather(Split::kTrain, sampler.next(), tok.data(), dom.data(), nullptr);
       const at::Tensor tokens = at::from_blob(tok.data(), {B, S}, at::kLong).to(device);   // [B, S]
       const at::Tensor domains = at::from_blob(dom.data(), {B, S}, at::kLong).to(device);  // [B, S]
-      LMOutput out = model->forward(tokens, domains, /*training=*/true);
-      const int64_t V = out.logits.size(-1);
-      const at::Tensor ce = at::cross_entropy_loss(out.logits.narrow(1, 0, S - 1).reshape({-1, V}),
-                                                   tokens.narrow(1, 1, S - 1).reshape({-1}));  // [] nats
-      at::Tensor loss = ce + out.aux_loss;
-      if (step == cfg.nan_at_step) loss = loss * std::numeric_limits<double>::quiet_NaN();
-      const double loss_value = loss.item<double>();
-      if (!std::isfinite(loss_value)) {
+      const MicroStep m = forward_backward(*model, tokens, domains, cfg.accum_steps, step == cfg.nan_at_step);  // models/train_step.h
+      if (!std::isfinite(m.loss)) {
         const int64_t kept = latest_checkpoint_step(opts.run_dir);
-        throw std::runtime_error("step " + std::to_string(step) + ": loss is " + std::to_string(loss_value) +
+        throw std::runtime_error("step " + std::to_string(step) + ": loss is " + std::to_string(m.loss) +
                                  (kept >= 0 ? "; the last good checkpoint (step " + std::to_string(kept) + ") is kept in " + opts.run_dir
                                             : "; no checkpoint was written yet"));
       }
-      (loss / static_cast<double>(cfg.accum_steps)).backward();
-      ce_sum += ce.item<double>();
-      aux_sum += out.aux_loss.item<double>();
-      for (const auto& d : out.decisions)
-        for (const auto& [k, v] : d.aux_terms) terms[k] += v / static_cast<double>(out.decisions.size() * cfg.accum_steps);
-      if (a == cfg.accum_steps - 1) violation = load_violation(out.decisions, cfg.n_experts, &load);
+      ce_sum += m.ce;
+      aux_sum += m.aux;
+      for (const auto& d : m.out.decisions)
+        for (const auto& [k, v] : d.aux_terms) terms[k] += v / static_cast<double>(m.out.decisions.size() * cfg.accum_steps);
+      if (a == cfg.accum_steps - 1) violation = load_violation(m.out.decisions, cfg.n_experts, &load);
     }
-    if (cfg.grad_clip > 0.0) clip_grad_norm(model->parameters(), cfg.grad_clip);
-    opt.step();
+    optimizer_step(opt, model->parameters(), lr, cfg.grad_clip);
     for (Router* r : model->routers()) r->end_step();
     tokens_since += B * S * cfg.accum_steps;
 

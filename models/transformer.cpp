@@ -17,6 +17,7 @@
 #include <stdexcept>
 
 #include "datagen/rng.h"
+#include "models/fused_ops.h"
 #include <string>
 
 namespace moetb {
@@ -33,15 +34,9 @@ void require(bool ok, const std::string& field, const std::string& what) {
 
 }  // namespace
 
-at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
-  return x * (x.pow(2).mean(-1, true) + eps).rsqrt() * weight;
-}
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) { return fused_rms_norm(x, weight, eps); }
 
-at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
-  const int64_t half = x.size(-1) / 2;
-  const at::Tensor x1 = x.narrow(-1, 0, half), x2 = x.narrow(-1, half, half);  // [B, H, S, hd/2]
-  return at::cat({x1 * cos - x2 * sin, x1 * sin + x2 * cos}, -1);
-}
+at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) { return fused_rope(x, cos, sin); }
 
 MoETransformerImpl::MoETransformerImpl(const ModelConfig& cfg) : cfg_(cfg) {
   require(cfg_.vocab_size >= 2, "vocab_size", "must be >= 2 (it comes from the dataset)");
@@ -91,9 +86,7 @@ at::Tensor MoETransformerImpl::attention(const Block& b, const at::Tensor& x) co
   const at::Tensor qkv = at::matmul(x, b.w_qkv).view({B, S, 3, H, hd}).permute({2, 0, 3, 1, 4});  // [3, B, H, S, hd]
   const at::Tensor cos = rope_cos_.narrow(0, 0, S), sin = rope_sin_.narrow(0, 0, S);            // [S, hd/2]
   const at::Tensor q = apply_rope(qkv[0], cos, sin), k = apply_rope(qkv[1], cos, sin), v = qkv[2];  // [B, H, S, hd]
-  at::Tensor scores = at::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(static_cast<double>(hd)));  // [B, H, S, S]
-  const at::Tensor future = at::ones({S, S}, x.options().dtype(at::kBool)).triu(1);
-  scores = scores.masked_fill(future, -std::numeric_limits<float>::infinity());
+  const at::Tensor scores = causal_scores(q, k);            // [B, H, S, S], fused_ops.h
   const at::Tensor out = at::matmul(scores.softmax(-1), v);  // [B, H, S, hd]
   return at::matmul(out.transpose(1, 2).reshape({B, S, D}), b.w_out);
 }

@@ -185,7 +185,9 @@ RunSummary run_sweep(const SweepDir& dir, const RunOptions& options) {
   }
   if (!todo.empty()) ensure_dataset(dir, plan, runner.options().moetb);
   const int jobs = std::max(1, options.jobs);
-  const int threads = options.threads_per_run > 0 ? options.threads_per_run : std::max(1, usable_cores() / jobs);
+  // One thread per run unless asked: two threads per training run were slower than one at
+  // both benchmark shapes on shared cores (docs/performance.md, "Threads"); use --jobs instead.
+  const int threads = options.threads_per_run > 0 ? options.threads_per_run : 1;
   const std::size_t total = todo.size();
   const bool bar = options.progress && ::isatty(2);
   std::cerr << "moetb sweep: " << total << " runs to do (" << summary.already_complete << " complete, "

@@ -1,0 +1,24 @@
+// `moetb env` in moetb-torch: the torch-free report (cli/env_report.h) with the loaded
+// BLAS itself and the LibTorch part: version, CUDA, intra-op threads, parallel backend.
+// moetb execs it for `env` when the build has the LibTorch part (after choosing the
+// kernel, so what it prints is what `moetb train` gets).
+#include <ATen/Parallel.h>
+#include <torch/cuda.h>
+#include <torch/version.h>
+
+#include "cli/commands.h"
+#include "cli/env_report.h"
+
+namespace moetb::cli {
+
+void add_env(CLI::App& app) {
+  add_env_command(app, [] {
+    return nlohmann::json{{"libtorch", TORCH_VERSION},
+                          {"cuda", torch::cuda::is_available() ? std::to_string(torch::cuda::device_count()) + " device(s)"
+                                                               : std::string("not available")},
+                          {"intra_op_threads", at::get_num_threads()},
+                          {"parallel", at::get_parallel_info().find("OpenMP") != std::string::npos ? "OpenMP" : "native"}};
+  });
+}
+
+}  // namespace moetb::cli

@@ -1,0 +1,35 @@
+// Fused CPU paths of the small MoE LM's elementwise work, as custom autograd functions:
+// RMSNorm (Zhang & Sennrich, arXiv 1910.07467) and rotary embeddings (RoFormer, arXiv
+// 2104.09864), each one pass forward and one backward instead of 4-8 ATen ops per
+// direction, and the SwiGLU activation (Shazeer, arXiv 2002.05202) on a packed [gate | up]
+// product, so an expert runs two matrix products per pass instead of three, and causal
+// attention scores with the scale and mask folded into one baddbmm. Float32/64,
+// CPU, contiguous inner dimension; anything else takes the plain ATen path (same maths).
+// tests/torch/test_fused_ops.cpp checks forward and gradients against the ATen path.
+#pragma once
+#include <ATen/core/Tensor.h>
+
+namespace moetb {
+
+// x * rsqrt(mean(x^2, -1) + eps) * weight. x: [..., D], weight: [D].
+at::Tensor fused_rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
+
+// Rotates pairs (x[..., i], x[..., i + hd/2]) by the angles of each position: x: [B, H, S, hd]
+// (any strides, inner stride 1), cos/sin: [S, hd/2] contiguous. Returns a contiguous [B, H, S, hd].
+at::Tensor fused_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
+
+// h: [n, 2F] = x [W_gate | W_up]; returns silu(h[:, :F]) * h[:, F:]: [n, F].
+at::Tensor fused_swiglu_act(const at::Tensor& h);
+
+// Causal attention scores (q k^T) / sqrt(hd), -inf above the diagonal: q, k: [B, H, S, hd] ->
+// [B, H, S, S]. One baddbmm with the mask as its addend (scale and mask inside the product)
+// instead of matmul, mul and masked_fill, forward and backward.
+at::Tensor causal_scores(const at::Tensor& q, const at::Tensor& k);
+
+// The ATen compositions the fused paths replace (tests and non-CPU devices).
+at::Tensor rms_norm_reference(const at::Tensor& x, const at::Tensor& weight, double eps);
+at::Tensor rope_reference(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
+at::Tensor swiglu_act_reference(const at::Tensor& h);
+at::Tensor causal_scores_reference(const at::Tensor& q, const at::Tensor& k);
+
+}  // namespace moetb

@@ -1,0 +1,81 @@
+// The training step (train_step.h): forward, cross-entropy + aux loss, one host read of the
+// three losses, backward; clipping (CPU: one double pass per gradient; elsewhere on the
+// device, no sync) and the fused AdamW (fused_adamw.h). Shared by trainer and benchmark.
+#include "models/train_step.h"
+
+#include "models/fused_adamw.h"
+
+#include <ATen/ops/cross_entropy_loss.h>
+#include <ATen/ops/stack.h>
+#include <c10/core/GradMode.h>
+
+#include <cmath>
+#include <limits>
+
+namespace moetb {
+
+MicroStep forward_backward(MoETransformerImpl& model, const at::Tensor& tokens, const at::Tensor& domains,
+                           int64_t accum_steps, bool poison_nan) {
+  MicroStep r;
+  r.out = model.forward(tokens, domains, /*training=*/true);
+  const int64_t S = tokens.size(1), V = r.out.logits.size(-1);
+  const at::Tensor ce = at::cross_entropy_loss(r.out.logits.narrow(1, 0, S - 1).reshape({-1, V}),
+                                               tokens.narrow(1, 1, S - 1).reshape({-1}));  // [] nats
+  at::Tensor loss = ce + r.out.aux_loss;                                                    // []
+  if (poison_nan) loss = loss * std::numeric_limits<double>::quiet_NaN();
+  const at::Tensor host = at::stack({loss.detach(), ce.detach(), r.out.aux_loss.detach()}).to(at::kDouble).cpu();  // [3], one sync
+  const double* v = host.data_ptr<double>();
+  r.loss = v[0];
+  r.ce = v[1];
+  r.aux = v[2];
+  if (!std::isfinite(r.loss)) return r;
+  (loss / static_cast<double>(accum_steps)).backward();
+  return r;
+}
+
+void zero_grads(const std::vector<at::Tensor>& params) {
+  for (const auto& p : params)
+    if (p.grad().defined()) p.mutable_grad().reset();
+}
+
+void clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) {
+  const c10::NoGradGuard no_grad;
+  std::vector<at::Tensor> grads;
+  bool on_cpu = true;
+  for (const auto& p : params)
+    if (p.grad().defined()) {
+      grads.push_back(p.grad());
+      on_cpu = on_cpu && p.grad().device().is_cpu() && p.grad().scalar_type() == at::kFloat && p.grad().is_contiguous();
+    }
+  if (grads.empty()) return;
+  if (on_cpu) {  // one pass per gradient in double, no temporaries; reading the norm costs no sync on the CPU
+    double sq = 0.0;
+    for (const auto& g : grads) {
+      const float* d = g.data_ptr<float>();
+      double acc[4] = {0, 0, 0, 0};
+      const int64_t n = g.numel();
+      int64_t i = 0;
+      for (; i + 4 <= n; i += 4)
+        for (int j = 0; j < 4; ++j) acc[j] += static_cast<double>(d[i + j]) * static_cast<double>(d[i + j]);
+      for (; i < n; ++i) acc[0] += static_cast<double>(d[i]) * static_cast<double>(d[i]);
+      sq += (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    }
+    const double norm = std::sqrt(sq);
+    if (norm > max_norm)
+      for (auto& g : grads) g.mul_(max_norm / (norm + 1e-6));
+    return;
+  }
+  std::vector<at::Tensor> squares;  // elsewhere (CUDA): stay on the device, no host sync
+  for (const auto& g : grads) squares.push_back(g.to(at::kDouble).pow(2).sum());
+  const at::Tensor norm = at::stack(squares).sum().sqrt();                            // [] double
+  const at::Tensor scale = (max_norm / (norm + 1e-6)).clamp_max(1.0).to(at::kFloat);  // [] 1 when within the norm
+  for (auto& g : grads) g.mul_(scale.to(g.scalar_type()));
+}
+
+void optimizer_step(torch::optim::AdamW& opt, const std::vector<at::Tensor>& params, double lr, double grad_clip) {
+  for (auto& group : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+  if (grad_clip > 0.0) clip_grad_norm(params, grad_clip);
+  fused_adamw_step(opt);  // models/fused_adamw.h (falls back to opt.step())
+}
+
+}  // namespace moetb

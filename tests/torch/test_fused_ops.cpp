@@ -1,0 +1,133 @@
+// The fused CPU paths (models/fused_ops.h, models/fused_adamw.h) against the ATen
+// compositions they replace: forward values and gradients of RMSNorm, rotary embedding (on
+// the strided view attention gives it), the packed SwiGLU activation and the causal scores,
+// in float64 (to 1e-12) and float32 (to fp32 rounding); and the fused AdamW against
+// torch::optim::AdamW over several steps with a changing learning rate (params and state);
+// the step's gradient clipping (models/train_step.h) on a known norm.
+#include <ATen/ops/zeros.h>
+#include <ATen/ops/zeros_like.h>
+#include <torch/optim/adamw.h>
+#include "tests/torch/torch_catch.h"
+
+#include <functional>
+#include <vector>
+
+#include "models/fused_adamw.h"
+#include "models/fused_ops.h"
+#include "models/train_step.h"
+#include "tests/torch/torch_test_util.h"
+
+using namespace moetb;
+using moetb_test::max_abs_diff;
+using moetb_test::seeded_randn;
+
+namespace {
+
+using Fn = std::function<at::Tensor(const std::vector<at::Tensor>&)>;
+
+// Runs fn on fresh leaf copies of inputs, backpropagates sum(out * c); returns out and grads.
+std::vector<at::Tensor> run(const Fn& fn, const std::vector<at::Tensor>& inputs, const at::Tensor& c) {
+  std::vector<at::Tensor> leaves;
+  for (const auto& t : inputs) leaves.push_back(t.detach().clone().requires_grad_(true));
+  const at::Tensor out = fn(leaves);
+  out.masked_fill(out.isinf(), 0.0).mul(c).sum().backward();
+  std::vector<at::Tensor> r = {out.detach()};
+  for (const auto& l : leaves) r.push_back(l.grad());
+  return r;
+}
+
+void compare(const Fn& fused, const Fn& reference, const std::vector<at::Tensor>& inputs, const at::Tensor& c, double tol) {
+  const auto a = run(fused, inputs, c), b = run(reference, inputs, c);
+  REQUIRE(a[0].sizes() == b[0].sizes());
+  CHECK(a[0].isinf().equal(b[0].isinf()));
+  CHECK(max_abs_diff(a[0].masked_fill(a[0].isinf(), 0.0), b[0].masked_fill(b[0].isinf(), 0.0)) < tol);
+  for (std::size_t i = 1; i < a.size(); ++i) {
+    INFO("gradient of input " << i - 1);
+    REQUIRE(a[i].defined());
+    CHECK(max_abs_diff(a[i], b[i]) < tol);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("fused ops: RMSNorm, rope, SwiGLU and causal scores equal the ATen path, forward and gradients", "[models]") {
+  for (const auto dtype : {at::kDouble, at::kFloat}) {
+    const double tol = dtype == at::kDouble ? 1e-12 : 2e-5;
+    INFO("dtype " << c10::toString(dtype));
+    // RMSNorm over [2, 7, 24] with a non-trivial weight.
+    const at::Tensor x = seeded_randn({2, 7, 24}, 1, dtype), w = seeded_randn({24}, 2, dtype);
+    compare([](const auto& t) { return fused_rms_norm(t[0], t[1], 1e-6); },
+            [](const auto& t) { return rms_norm_reference(t[0], t[1], 1e-6); }, {x, w}, seeded_randn({2, 7, 24}, 3, dtype), tol);
+    // Rope on q of a packed qkv, as attention slices it: [B, S, 3, H, hd] -> [B, H, S, hd] view.
+    const int64_t B = 2, S = 5, H = 3, hd = 8;
+    const at::Tensor qkv = seeded_randn({B, S, 3, H, hd}, 4, dtype), ang = seeded_randn({S, hd / 2}, 5, dtype);
+    const at::Tensor cos = ang.cos(), sin = ang.sin();
+    compare([&](const auto& t) { return fused_rope(t[0].permute({2, 0, 3, 1, 4})[0], cos, sin); },
+            [&](const auto& t) { return rope_reference(t[0].permute({2, 0, 3, 1, 4})[0], cos, sin); }, {qkv},
+            seeded_randn({B, H, S, hd}, 6, dtype), tol);
+    // SwiGLU on a packed [n, 2F] product.
+    compare([](const auto& t) { return fused_swiglu_act(t[0]); }, [](const auto& t) { return swiglu_act_reference(t[0]); },
+            {seeded_randn({9, 2 * 6}, 7, dtype)}, seeded_randn({9, 6}, 8, dtype), tol);
+    // Causal scores, then softmax (what attention uses), and the raw scores with their -inf.
+    const at::Tensor q = seeded_randn({B, H, S, hd}, 9, dtype), k = seeded_randn({B, H, S, hd}, 10, dtype);
+    compare([](const auto& t) { return causal_scores(t[0], t[1]); }, [](const auto& t) { return causal_scores_reference(t[0], t[1]); },
+            {q, k}, seeded_randn({B, H, S, S}, 11, dtype), tol);
+    compare([](const auto& t) { return causal_scores(t[0], t[1]).softmax(-1); },
+            [](const auto& t) { return causal_scores_reference(t[0], t[1]).softmax(-1); }, {q, k}, seeded_randn({B, H, S, S}, 12, dtype), tol);
+  }
+}
+
+TEST_CASE("fused ops: fused AdamW follows torch::optim::AdamW step by step", "[models]") {
+  std::vector<at::Tensor> a, b;
+  for (int i = 0; i < 3; ++i) {
+    const at::Tensor p = seeded_randn({5 + i, 7}, 20 + static_cast<uint64_t>(i));
+    a.push_back(p.clone().requires_grad_(true));
+    b.push_back(p.clone().requires_grad_(true));
+  }
+  const auto options = torch::optim::AdamWOptions(3e-3).betas({0.9, 0.95}).weight_decay(0.1);
+  torch::optim::AdamW ref(a, options), fused(b, options);
+  for (int step = 1; step <= 5; ++step) {
+    const double lr = 3e-3 * step / 5.0;
+    for (auto* opt : {&ref, &fused})
+      for (auto& g : opt->param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      const at::Tensor g = seeded_randn(a[i].sizes(), 100 * static_cast<uint64_t>(step) + i);
+      if (step == 3 && i == 1) continue;  // a parameter without a gradient this step is skipped by both
+      a[i].mutable_grad() = g.clone();
+      b[i].mutable_grad() = g.clone();
+    }
+    ref.step();
+    REQUIRE(fused_adamw_step(fused));
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      a[i].mutable_grad().reset();
+      b[i].mutable_grad().reset();
+    }
+  }
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    CHECK(max_abs_diff(a[i], b[i]) < 1e-6);
+    const std::string key_a = c10::guts::to_string(a[i].unsafeGetTensorImpl()), key_b = c10::guts::to_string(b[i].unsafeGetTensorImpl());
+    const auto& sa = static_cast<torch::optim::AdamWParamState&>(*ref.state().at(key_a));
+    const auto& sb = static_cast<torch::optim::AdamWParamState&>(*fused.state().at(key_b));
+    CHECK(sa.step() == sb.step());
+    CHECK(max_abs_diff(sa.exp_avg(), sb.exp_avg()) < 1e-6);
+    CHECK(max_abs_diff(sa.exp_avg_sq(), sb.exp_avg_sq()) < 1e-7);
+  }
+}
+
+TEST_CASE("fused ops: gradient clipping scales to the global norm, zero_grads drops the gradients", "[models]") {
+  at::Tensor a = at::zeros({2}).requires_grad_(true), b = at::zeros({1}).requires_grad_(true);
+  a.mutable_grad() = at::zeros({2});
+  a.mutable_grad()[0].fill_(3.0);
+  b.mutable_grad() = at::zeros({1}).fill_(4.0);  // global norm 5
+  clip_grad_norm({a, b}, 10.0);                   // within the norm: unchanged
+  CHECK(a.grad()[0].item<double>() == 3.0);
+  clip_grad_norm({a, b}, 1.0);
+  CHECK(a.grad()[0].item<double>() == Approx(0.6).epsilon(1e-6));
+  CHECK(b.grad()[0].item<double>() == Approx(0.8).epsilon(1e-6));
+  const at::Tensor before = a.grad().clone();
+  clip_grad_norm({at::zeros({1}).requires_grad_(true)}, 1.0);  // a parameter without a gradient: nothing to do
+  zero_grads({a, b});
+  CHECK_FALSE(a.grad().defined());
+  CHECK_FALSE(b.grad().defined());
+  CHECK(before[1].item<double>() == 0.0);
+}

@@ -7,7 +7,7 @@
 #include <fstream>
 #include <stdexcept>
 
-#include "datagen/rng.h"
+#include "common/rng.h"
 
 namespace moetb {
 namespace fs = std::filesystem;

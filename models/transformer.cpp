@@ -16,7 +16,7 @@
 #include <limits>
 #include <stdexcept>
 
-#include "datagen/rng.h"
+#include "common/rng.h"
 #include <string>
 
 namespace moetb {

@@ -11,7 +11,7 @@
 
 #include "reports/html.h"
 #include "reports/metric_table.h"
-#include "sweeps/svg_chart.h"
+#include "charts/line_chart.h"
 
 namespace moetb::reports {
 namespace {
@@ -36,8 +36,8 @@ Points thin(const Points& p, std::size_t* bucket = nullptr) {
   return out;
 }
 
-sweeps::ChartSeries series(const std::string& name, const Points& p, int colour, bool markers, bool dashed = false) {
-  sweeps::ChartSeries s;
+charts::ChartSeries series(const std::string& name, const Points& p, int colour, bool markers, bool dashed = false) {
+  charts::ChartSeries s;
   s.name = name;
   for (const auto& [x, y] : p) {
     s.x.push_back(x);
@@ -49,8 +49,8 @@ sweeps::ChartSeries series(const std::string& name, const Points& p, int colour,
   return s;
 }
 
-sweeps::LineChart chart(const std::string& title, const std::string& y_label) {
-  sweeps::LineChart c;
+charts::LineChart chart(const std::string& title, const std::string& y_label) {
+  charts::LineChart c;
   c.title = title;
   c.x_label = "training step";
   c.y_label = y_label;
@@ -59,8 +59,8 @@ sweeps::LineChart chart(const std::string& title, const std::string& y_label) {
   return c;
 }
 
-std::string curve(const sweeps::LineChart& c, const std::string& name, const std::string& caption) {
-  return figure("chart curve", " data-curve=\"" + esc(name) + "\"", sweeps::render_line_chart(c), caption);
+std::string curve(const charts::LineChart& c, const std::string& name, const std::string& caption) {
+  return figure("chart curve", " data-curve=\"" + esc(name) + "\"", charts::render_line_chart(c), caption);
 }
 
 double number_or_nan(const nlohmann::json& j) { return j.is_number() ? j.get<double>() : NAN; }

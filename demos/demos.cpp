@@ -3,7 +3,7 @@
 // small model (d_model 64, 2 MoE blocks of 8 experts, top-2, 150 steps of 8 x 128 tokens)
 // on a small synthetic four-domain dataset, so a demo finishes in a minute or two on two
 // cores; the claims in the texts are conditional on the numbers they print.
-#include "sweeps/demos.h"
+#include "demos/demos.h"
 
 #include <algorithm>
 #include <cmath>
@@ -14,7 +14,12 @@
 
 #include "sweeps/sweep_spec.h"
 
-namespace moetb::sweeps {
+namespace moetb::demos {
+
+using sweeps::expand;
+using sweeps::parse_spec;
+using sweeps::PlannedRun;
+
 namespace {
 
 // Shared by every demo: a small dataset (4 domains, ~400k training tokens) and a small,
@@ -518,4 +523,4 @@ std::string demo_intro_html(const Demo& demo, const DemoFindings& findings,
   return h;
 }
 
-}  // namespace moetb::sweeps
+}  // namespace moetb::demos

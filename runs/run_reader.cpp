@@ -89,8 +89,9 @@ std::optional<FinalEval> read_final_eval(const fs::path& dir) {
 nlohmann::json metrics_summary(const fs::path& dir) {
   if (const auto final_eval = read_final_eval(dir)) return final_eval->record.metrics_summary;
   const TrainLog log = read_train_log(dir);
-  if (log.evals.empty()) return nullptr;
-  return log.evals.back().metrics_summary;
+  for (auto it = log.evals.rbegin(); it != log.evals.rend(); ++it)
+    if (!it->metrics_summary.empty()) return it->metrics_summary;
+  return nullptr;
 }
 
 fs::path final_trace(const fs::path& dir) {

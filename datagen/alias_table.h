@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "datagen/rng.h"
+#include "common/rng.h"
 
 namespace moetb {
 

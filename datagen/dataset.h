@@ -12,7 +12,7 @@
 
 #include "common/mapped_file.h"
 #include "datagen/corpus.h"
-#include "datagen/rng.h"
+#include "common/rng.h"
 
 namespace moetb {
 

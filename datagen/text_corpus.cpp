@@ -11,8 +11,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "common/rng.h"
 #include "datagen/manpage_render.h"
-#include "datagen/rng.h"
 
 namespace moetb {
 namespace fs = std::filesystem;

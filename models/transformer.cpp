@@ -16,7 +16,7 @@
 #include <limits>
 #include <stdexcept>
 
-#include "datagen/rng.h"
+#include "common/rng.h"
 #include "models/fused_ops.h"
 #include <string>
 

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "datagen/rng.h"
+#include "common/rng.h"
 #include "metrics/trace.h"
 
 namespace moetb {

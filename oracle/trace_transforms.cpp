@@ -3,7 +3,7 @@
 
 #include <numeric>
 
-#include "datagen/rng.h"
+#include "common/rng.h"
 
 namespace moetb {
 namespace {

@@ -10,7 +10,7 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "sweeps/svg_chart.h"
+#include "charts/svg_common.h"
 
 namespace moetb::reports {
 namespace {
@@ -59,7 +59,7 @@ details summary{cursor:pointer;color:var(--accent)}
 
 }  // namespace
 
-std::string esc(const std::string& text) { return sweeps::xml_escape(text); }
+std::string esc(const std::string& text) { return charts::xml_escape(text); }
 
 std::string fmt(double value, int decimals) {
   if (!std::isfinite(value)) return "\xE2\x80\x93";  // en dash

@@ -8,7 +8,7 @@
 #include <numeric>
 
 #include "reports/html.h"
-#include "sweeps/svg_chart.h"
+#include "charts/heatmap.h"
 
 namespace moetb::reports {
 namespace {
@@ -80,7 +80,7 @@ std::string routing_heatmaps(const TraceMetrics& m) {
   std::string out = "<div class=\"figures\">\n";
   for (std::size_t i = 0; i < m.layers.size(); ++i) {
     const LayerMetrics& lm = m.layers[i];
-    sweeps::Heatmap map;
+    charts::Heatmap map;
     map.title = "Layer " + std::to_string(lm.layer) + ": where each domain's tokens go";
     map.row_label = "domain";
     map.col_label = "expert id (reordered)";
@@ -103,13 +103,13 @@ std::string routing_heatmaps(const TraceMetrics& m) {
     for (std::size_t d = 0; d < n_domains; ++d) blank = blank || (!values[i].empty() && !std::isfinite(values[i][d * orders[i].size()]));
     if (blank) caption += " Hatched rows: domains with no token in this layer.";
     caption += " The colour scale (0 to " + fmt(top, 2) + ") is the same for every layer.";
-    out += figure("chart heatmap", " data-layer=\"" + std::to_string(lm.layer) + "\"", sweeps::render_heatmap(map), caption);
+    out += figure("chart heatmap", " data-layer=\"" + std::to_string(lm.layer) + "\"", charts::render_heatmap(map), caption);
   }
   return out + "</div>\n";
 }
 
 std::string load_heatmap(const TraceMetrics& m) {
-  sweeps::Heatmap map;
+  charts::Heatmap map;
   map.title = "Expert load per layer (1 = balanced share)";
   map.row_label = "MoE layer";
   map.col_label = "expert id";
@@ -136,7 +136,7 @@ std::string load_heatmap(const TraceMetrics& m) {
       "all assignments in the layer (labelled or not) times the number of experts E = " + std::to_string(m.num_experts) +
       ", so 1 is exactly a balanced share, 0 an expert that gets nothing and 2 one that gets twice its share. A balanced "
       "layer is an even stripe at the middle colour of the scale.";
-  return "<div class=\"figures\">\n" + figure("chart heatmap load", "", sweeps::render_heatmap(map), caption) + "</div>\n";
+  return "<div class=\"figures\">\n" + figure("chart heatmap load", "", charts::render_heatmap(map), caption) + "</div>\n";
 }
 
 }  // namespace moetb::reports

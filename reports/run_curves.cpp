@@ -11,7 +11,8 @@
 
 #include "reports/html.h"
 #include "reports/metric_table.h"
-#include "sweeps/svg_chart.h"
+#include "runs/run_reader.h"
+#include "charts/line_chart.h"
 
 namespace moetb::reports {
 namespace {
@@ -36,8 +37,8 @@ Points thin(const Points& p, std::size_t* bucket = nullptr) {
   return out;
 }
 
-sweeps::ChartSeries series(const std::string& name, const Points& p, int colour, bool markers, bool dashed = false) {
-  sweeps::ChartSeries s;
+charts::ChartSeries series(const std::string& name, const Points& p, int colour, bool markers, bool dashed = false) {
+  charts::ChartSeries s;
   s.name = name;
   for (const auto& [x, y] : p) {
     s.x.push_back(x);
@@ -49,8 +50,8 @@ sweeps::ChartSeries series(const std::string& name, const Points& p, int colour,
   return s;
 }
 
-sweeps::LineChart chart(const std::string& title, const std::string& y_label) {
-  sweeps::LineChart c;
+charts::LineChart chart(const std::string& title, const std::string& y_label) {
+  charts::LineChart c;
   c.title = title;
   c.x_label = "training step";
   c.y_label = y_label;
@@ -59,14 +60,14 @@ sweeps::LineChart chart(const std::string& title, const std::string& y_label) {
   return c;
 }
 
-std::string curve(const sweeps::LineChart& c, const std::string& name, const std::string& caption) {
-  return figure("chart curve", " data-curve=\"" + esc(name) + "\"", sweeps::render_line_chart(c), caption);
+std::string curve(const charts::LineChart& c, const std::string& name, const std::string& caption) {
+  return figure("chart curve", " data-curve=\"" + esc(name) + "\"", charts::render_line_chart(c), caption);
 }
 
 double number_or_nan(const nlohmann::json& j) { return j.is_number() ? j.get<double>() : NAN; }
 
-void add_point(TrainLog& log, const std::string& key, double step, const nlohmann::json& v) {
-  if (v.is_number() && std::isfinite(v.get<double>())) log.steps[key].emplace_back(step, v.get<double>());
+void add_point(TrainLog& log, const std::string& key, double step, double v) {
+  if (std::isfinite(v)) log.steps[key].emplace_back(step, v);
 }
 
 std::string thinned_note(std::size_t bucket) {
@@ -77,27 +78,18 @@ std::string thinned_note(std::size_t bucket) {
 
 TrainLog read_train_log(const std::string& path) {
   TrainLog log;
-  std::ifstream in(path);
-  if (!in) return log;
-  std::string line;
-  for (std::size_t n = 1; std::getline(in, line); ++n) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
-    if (j.is_discarded() || !j.is_object())
-      throw std::runtime_error(path + ": line " + std::to_string(n) + " is not a JSON object");
-    if (j.contains("eval")) {
-      log.evals.push_back(std::move(j));
-      continue;
-    }
-    if (!j.contains("step") || !j["step"].is_number()) continue;
+  const runs::TrainLog records = runs::read_train_log(path);
+  log.torn_tail = records.torn_tail;
+  for (const runs::EvalRecord& e : records.evals) log.evals.push_back(e.to_json());
+  for (const runs::StepRecord& s : records.steps) {
     ++log.step_lines;
-    const double step = j["step"].get<double>();
-    for (const char* key : {"loss_bits", "lr", "aux_loss", "max_load_violation"}) add_point(log, key, step, j.value(key, nlohmann::json()));
-    if (j.contains("aux_terms") && j["aux_terms"].is_object())
-      for (auto it = j["aux_terms"].begin(); it != j["aux_terms"].end(); ++it) add_point(log, "aux_terms." + it.key(), step, it.value());
-    if (j.contains("load") && j["load"].is_array())
-      for (std::size_t l = 0; l < j["load"].size(); ++l)
-        if (j["load"][l].is_object()) add_point(log, "violation." + std::to_string(l), step, j["load"][l].value("violation", nlohmann::json()));
+    const double step = static_cast<double>(s.step);
+    add_point(log, "loss_bits", step, s.loss_bits);
+    add_point(log, "lr", step, s.lr);
+    add_point(log, "aux_loss", step, s.aux_loss);
+    add_point(log, "max_load_violation", step, s.max_load_violation);
+    for (const auto& [name, value] : s.aux_terms) add_point(log, "aux_terms." + name, step, value);
+    for (std::size_t l = 0; l < s.load.size(); ++l) add_point(log, "violation." + std::to_string(l), step, s.load[l].violation);
   }
   return log;
 }

@@ -12,7 +12,8 @@
 #include "metrics/trace.h"
 #include "metrics/trace_compare.h"
 #include "reports/html.h"
-#include "sweeps/svg_chart.h"
+#include "runs/run_format.h"
+#include "charts/line_chart.h"
 
 namespace fs = std::filesystem;
 
@@ -20,7 +21,7 @@ namespace moetb::reports {
 
 std::vector<std::pair<int64_t, std::string>> run_traces(const std::string& run_dir) {
   std::vector<std::pair<int64_t, std::string>> out;
-  const fs::path dir = fs::path(run_dir) / "traces";
+  const fs::path dir = fs::path(run_dir) / runs::kTracesDir;
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) return out;
   static const std::regex name(R"(step-(\d+)\.safetensors)");
@@ -55,14 +56,14 @@ std::string saturation_content(const std::vector<std::pair<int64_t, std::string>
     }
   }
   std::string out;
-  sweeps::LineChart c;
+  charts::LineChart c;
   c.title = "Router saturation against the final evaluation (step " + std::to_string(traces.back().first) + ")";
   c.x_label = "training step";
   c.y_label = "router saturation";
   c.width = 720;
   c.height = 380;
   for (int l = 0; l < n_layers; ++l) {
-    sweeps::ChartSeries s;
+    charts::ChartSeries s;
     s.name = "layer " + std::to_string(l);
     for (const auto& [step, sat] : rows) {
       s.x.push_back(static_cast<double>(step));
@@ -74,7 +75,7 @@ std::string saturation_content(const std::vector<std::pair<int64_t, std::string>
   const TraceMeta& meta = last.meta();
   const double chance = meta.num_experts > 0 ? static_cast<double>(meta.top_k) / static_cast<double>(meta.num_experts) : NAN;
   if (!rows.empty() && std::isfinite(chance) && chance > 0 && chance < 1) {
-    sweeps::ChartSeries s;
+    charts::ChartSeries s;
     s.name = "chance (k/E)";
     s.x = {static_cast<double>(rows.front().first), static_cast<double>(rows.back().first)};
     s.y = {chance, chance};
@@ -90,7 +91,7 @@ std::string saturation_content(const std::vector<std::pair<int64_t, std::string>
       "choosing at random scores k/E (dashed line). The last point compares the final trace with itself and is 1 by definition.";
   if (traces.size() == 1) caption += " This run has a single evaluation, so the curve is that one point.";
   out += "<div class=\"figures\">\n" +
-         figure("chart curve saturation", " data-curve=\"saturation\"", sweeps::render_line_chart(c), caption) + "</div>\n";
+         figure("chart curve saturation", " data-curve=\"saturation\"", charts::render_line_chart(c), caption) + "</div>\n";
   Table t;
   t.id = "saturation-table";
   t.caption = "Router saturation per evaluation step and MoE layer";

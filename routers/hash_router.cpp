@@ -16,7 +16,7 @@
 #include <utility>
 #include <vector>
 
-#include "datagen/rng.h"
+#include "common/rng.h"
 #include "routers/router.h"
 #include "routers/router_internal.h"
 

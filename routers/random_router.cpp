@@ -1,6 +1,6 @@
 // Random router: the floor of the MoE Routing Testbed (arXiv 2604.07030) comparisons.
 // Each token gets top_k distinct experts drawn uniformly (partial Fisher-Yates) from the
-// project's portable RNG (datagen/rng.h), so a seed and the sequence of route() calls fix
+// project's portable RNG (common/rng.h), so a seed and the sequence of route() calls fix
 // every decision on every platform. Uniform weights 1/k, no aux loss; probs reports the
 // sampling distribution (1/E everywhere). Simplification: the logits are ignored.
 #include <ATen/core/Tensor.h>
@@ -14,7 +14,7 @@
 #include <utility>
 #include <vector>
 
-#include "datagen/rng.h"
+#include "common/rng.h"
 #include "routers/router.h"
 #include "routers/router_internal.h"
 

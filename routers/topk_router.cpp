@@ -19,7 +19,7 @@
 #include <tuple>
 #include <vector>
 
-#include "datagen/rng.h"
+#include "common/rng.h"
 #include "routers/balance.h"
 #include "routers/router.h"
 #include "routers/router_internal.h"

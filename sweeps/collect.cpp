@@ -1,4 +1,4 @@
-// Collecting a sweep: the tables (sweeps/results_table.h) and the plots (sweeps/svg_chart.h),
+// Collecting a sweep: the tables (sweeps/results_table.h) and the plots (charts/line_chart.h),
 // every file written atomically.
 #include "sweeps/collect.h"
 
@@ -8,12 +8,16 @@
 #include <map>
 #include <set>
 
-#include "sweeps/svg_chart.h"
+#include "charts/line_chart.h"
 
 namespace fs = std::filesystem;
 
 namespace moetb::sweeps {
 namespace {
+
+using charts::ChartSeries;
+using charts::LineChart;
+using charts::render_line_chart;
 
 const std::vector<std::string> kDefaultMetrics = {"val_bits", "gap_closed", "rs", "ner", "di", "load.max_vio"};
 

@@ -12,7 +12,7 @@
 #include <sstream>
 
 #include "datagen/dataset.h"
-#include "datagen/rng.h"
+#include "common/rng.h"
 #include "datagen/subword_tokenizer.h"
 #include "datagen/text_corpus.h"
 #include "tests/core/datagen_test_util.h"

@@ -14,7 +14,7 @@
 #include "common/config_binder.h"
 #include "datagen/dataset.h"
 #include "datagen/dataset_writer.h"
-#include "datagen/rng.h"
+#include "common/rng.h"
 #include "tests/core/datagen_test_util.h"
 #include "tests/core/trace_test_util.h"
 

@@ -9,13 +9,14 @@
 #include <map>
 #include <set>
 
-#include "sweeps/demos.h"
+#include "demos/demos.h"
 #include "sweeps/sweep_spec.h"
 #include "tests/core/cli_test_util.h"
 #include "tests/core/trace_test_util.h"
 
 namespace fs = std::filesystem;
 using namespace moetb::sweeps;
+using namespace moetb::demos;
 
 namespace {
 

@@ -4,7 +4,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
-#include "datagen/rng.h"
+#include "common/rng.h"
 #include "metrics/rss_table.h"
 #include "metrics/trace_metrics.h"
 #include "oracle/planted_simulator.h"

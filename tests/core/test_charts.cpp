@@ -1,4 +1,4 @@
-// Tests of sweeps/svg_chart.h: every chart is one well-formed, standalone <svg> (checked with a
+// Tests of charts/ (line_chart.h, heatmap.h): every chart is one well-formed, standalone <svg> (checked with a
 // small tag-balance checker), carries its titles, labels, legend and category labels, escapes
 // text, never prints NaN/inf, draws error bars, broken lines and scatter markers as asked, and
 // renders heatmaps with one cell (and tooltip) per value plus a labelled colour legend.
@@ -12,14 +12,16 @@
 #include <string>
 #include <vector>
 
-#include "sweeps/svg_chart.h"
+#include "charts/heatmap.h"
+#include "charts/line_chart.h"
+#include "charts/svg_common.h"
 
-using moetb::sweeps::ChartSeries;
-using moetb::sweeps::Heatmap;
-using moetb::sweeps::LineChart;
-using moetb::sweeps::render_heatmap;
-using moetb::sweeps::render_line_chart;
-using moetb::sweeps::xml_escape;
+using moetb::charts::ChartSeries;
+using moetb::charts::Heatmap;
+using moetb::charts::LineChart;
+using moetb::charts::render_heatmap;
+using moetb::charts::render_line_chart;
+using moetb::charts::xml_escape;
 
 namespace {
 

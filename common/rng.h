@@ -1,4 +1,4 @@
-// Deterministic, portable random numbers for data and planted traces.
+// Deterministic, portable random numbers for data, planted traces and routers.
 // xoshiro256** seeded through SplitMix64 (Blackman & Vigna); own uniform and
 // integer draws, because std:: distributions differ between standard libraries
 // and "same config and seed give byte-identical files" must hold everywhere.

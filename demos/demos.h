@@ -2,7 +2,8 @@
 // (one seed, two or three runs, sized for a few minutes on two cores) plus its texts: a
 // one-line summary, a label per run, and a builder that turns the collected results into
 // "what to look for" with the measured numbers (plain text for the terminal, HTML for the
-// report's intro). Torch-free. docs/tutorial.md walks through the demos in order.
+// report's intro). Torch-free. docs/tutorial.md walks through the demos in order;
+// demos/run_demo.h runs one.
 #pragma once
 #include <filesystem>
 #include <map>
@@ -11,7 +12,10 @@
 
 #include "sweeps/results_table.h"
 
-namespace moetb::sweeps {
+namespace moetb::demos {
+
+using sweeps::ResultRow;
+using sweeps::ResultsTable;
 
 // What a demo found, from its results: short paragraphs of plain text.
 struct DemoFindings {
@@ -65,4 +69,4 @@ std::string demo_findings_text(const DemoFindings& findings, std::size_t width =
 // A readable column name for the table ("load.max_vio" -> "max_vio"), and the help line per column.
 std::string demo_column_help(const std::string& column);
 
-}  // namespace moetb::sweeps
+}  // namespace moetb::demos

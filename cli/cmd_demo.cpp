@@ -124,7 +124,7 @@ void run_demo(const DemoArgs& a) {
   const bool ours = fs::exists(out / "sweep.json") || fs::exists(out / "demo.toml");
   if (fs::exists(out) && !ours && !fs::is_empty(out))
     throw std::invalid_argument(out.string() + " exists and is not a demo folder; choose another --out");
-  if (a.force && fs::exists(out)) fs::remove_all(out);
+  if (a.force && fs::exists(out)) remove_output(out, OutputKind::sweep);  // only a sweep (or empty) folder
   const auto t0 = std::chrono::steady_clock::now();
 
   std::cout << "moetb demo " << demo.name << ": " << demo.summary << "\n";

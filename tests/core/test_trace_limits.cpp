@@ -86,3 +86,22 @@ TEST_CASE("trace: tensor lookups are by name, so reading stays linear in the num
   CHECK(h.find("layers.3000.experts") == nullptr);
   CHECK(h.find("token_ids") != nullptr);
 }
+
+TEST_CASE("metrics: each shard is viewed a fixed number of times, however many layers (linear in layers)", "[metrics]") {
+  struct Counting : moetb::TraceData {
+    mutable int calls = 0;
+    moetb::ShardView shard(std::size_t i) const override {
+      ++calls;
+      return moetb::TraceData::shard(i);
+    }
+  };
+  for (int64_t n_layers : {4, 64}) {
+    Counting c;
+    static_cast<moetb::TraceData&>(c) = ttu::small_trace_data(64, 8, std::vector<int64_t>(static_cast<std::size_t>(n_layers), 2));
+    moetb::MetricsOptions opt;
+    opt.threads = 1;
+    const auto m = moetb::compute_trace_metrics(c, opt);
+    CHECK(m.layers.size() == static_cast<std::size_t>(n_layers));
+    CHECK(c.calls == 2);  // once per pass, not once per layer (each view holds every layer)
+  }
+}

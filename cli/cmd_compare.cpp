@@ -70,7 +70,7 @@ void add_compare(CLI::App& app) {
   auto* cmd = app.add_subcommand("compare", "Compare two traces of the same tokens (saturation, metric changes, verdicts)");
   struct Args {
     std::string a, b, out = "-";
-    bool json = false;
+    bool json = false, force = false;
     double tol = kCompareTol;
     int blocks = kCompareBlocks, threads = 0, groups = 8;
   };
@@ -80,6 +80,7 @@ void add_compare(CLI::App& app) {
   cmd->add_option("B", a->b, "Second trace of the same tokens (e.g. the final checkpoint, or model B)")->required();
   cmd->add_flag("--json", a->json, "Print JSON (moetb-compare/1)");
   cmd->add_option("--out,-o", a->out, "Write to this file (atomically) instead of stdout");
+  cmd->add_flag("--force", a->force, "Replace an existing --out file");
   cmd->add_option("--tol", a->tol, "Smallest absolute difference called 'differs'")->capture_default_str();
   cmd->add_option("--blocks", a->blocks, "Jackknife blocks for the standard errors (0 = verdicts on --tol alone)")
       ->capture_default_str();
@@ -89,6 +90,8 @@ void add_compare(CLI::App& app) {
     if (!(a->tol >= 0) || !std::isfinite(a->tol)) throw std::invalid_argument("--tol must be a non-negative number");
     if (a->blocks < 0 || a->blocks == 1 || a->blocks > 1024)
       throw std::invalid_argument("--blocks must be 0 or lie in [2, 1024]");
+    const OutputOptions out_opt = output_options(a->force, {a->a, a->b});
+    if (a->out != "-") check_output(a->out, OutputKind::file, out_opt);  // before the work
     const Trace ta({a->a}), tb({a->b});
     const TokenCheck tokens = check_same_tokens(ta, tb);
     CompareOptions copt;
@@ -110,7 +113,7 @@ void add_compare(CLI::App& app) {
     const TraceMetrics ma = compute_trace_metrics(ta, mopt);
     const TraceMetrics mb = compute_trace_metrics(tb, mopt);
     const nlohmann::json j = compare_json(ma, mb, saturation, copt);
-    write_output(a->out, a->json ? j.dump(2) + "\n" : compare_table(j));
+    write_output(a->out, a->json ? j.dump(2) + "\n" : compare_table(j), out_opt);
   });
 }
 

@@ -72,6 +72,12 @@ void run_datagen(const DatagenArgs& args) {
   DatasetWriteOptions opts;
   opts.dir = args.out;
   opts.force = args.force;
+  if (!args.config_file.empty()) opts.inputs.push_back(args.config_file);
+  {  // before the corpus is read or generated: a refused output costs nothing
+    std::vector<std::string> inputs = opts.inputs;
+    for (const auto& [name, folder] : cfg.text_domains) inputs.push_back(folder);
+    check_output(args.out, OutputKind::dataset, output_options(args.force, inputs));
+  }
   opts.git_revision = git_revision();
   opts.config_toml = "# moetb datagen effective config (moetb " + std::string(git_revision()) + ")\n" + binder.to_toml();
   opts.config_json = binder.to_json();

@@ -101,7 +101,7 @@ void add_metrics(CLI::App& app) {
   auto* cmd = app.add_subcommand("metrics", "Compute the routing metrics of a trace");
   struct Args {
     std::vector<std::string> traces;
-    bool json = false, per_domain = false;
+    bool json = false, per_domain = false, force = false;
     std::string out = "-", layers, reference;
     int groups = 8, threads = 0, top = 4;
   };
@@ -109,6 +109,7 @@ void add_metrics(CLI::App& app) {
   cmd->add_option("traces", a->traces, "Trace files or directories of shards")->required();
   cmd->add_flag("--json", a->json, "Print the moetb-metrics/1 JSON instead of the table");
   cmd->add_option("--out,-o", a->out, "Write to this file (atomically) instead of stdout");
+  cmd->add_flag("--force", a->force, "Replace an existing --out file");
   cmd->add_option("--layers", a->layers, "Only these layers, e.g. 0-3,7");
   cmd->add_option("--reference", a->reference, "Reference groups: JSON list of expert-id lists, or a file");
   cmd->add_option("--groups", a->groups, "G for ne_group (E must be divisible by G)")->capture_default_str();
@@ -118,6 +119,10 @@ void add_metrics(CLI::App& app) {
   cmd->add_option("--top", a->top, "Top experts listed per domain and layer with --per-domain")->capture_default_str();
   cmd->callback([a] {
     if (a->top < 1 || a->top > 65536) throw std::invalid_argument("--top must lie in [1, 65536]");
+    std::vector<std::string> inputs = a->traces;
+    if (!a->reference.empty() && a->reference[0] != '[') inputs.push_back(a->reference);
+    const OutputOptions out_opt = output_options(a->force, inputs);
+    if (a->out != "-") check_output(a->out, OutputKind::file, out_opt);  // before the work
     MetricsOptions options;
     options.ne_groups = a->groups;
     options.threads = a->threads;
@@ -129,7 +134,7 @@ void add_metrics(CLI::App& app) {
     if (a->per_domain) add_domain_breakdown(m, a->top, &j);
     std::string text = a->json ? j.dump(2) + "\n" : metrics_table(j);
     if (a->per_domain && !a->json) text += domain_breakdown_table(j);
-    write_output(a->out, text);
+    write_output(a->out, text, out_opt);
   });
 }
 

@@ -70,10 +70,14 @@ void add_runs(CLI::App& app) {
   auto runs = std::make_shared<std::vector<std::string>>();
   auto json = std::make_shared<bool>(false);
   auto out = std::make_shared<std::string>("-");
+  auto force = std::make_shared<bool>(false);
   cmd->add_option("runs", *runs, "Run directories")->required();
   cmd->add_flag("--json", *json, "JSON: one object per run (eval and metric summary)");
   cmd->add_option("--out,-o", *out, "Write to a file instead of stdout");
-  cmd->callback([runs, json, out] {
+  cmd->add_flag("--force", *force, "Replace an existing --out file");
+  cmd->callback([runs, json, out, force] {
+    const OutputOptions out_opt = output_options(*force, *runs);
+    if (*out != "-") check_output(*out, OutputKind::file, out_opt);
     std::vector<nlohmann::json> evals;
     for (const auto& r : *runs) evals.push_back(read_eval(r));
     if (*json) {
@@ -81,9 +85,9 @@ void add_runs(CLI::App& app) {
       for (std::size_t i = 0; i < runs->size(); ++i)
         arr.push_back({{"run", (*runs)[i]}, {"router", evals[i].value("router", "")}, {"eval", evals[i]["eval"]},
                        {"metrics_summary", evals[i]["metrics_summary"]}});
-      write_output(*out, arr.dump(2) + "\n");
+      write_output(*out, arr.dump(2) + "\n", out_opt);
     } else {
-      write_output(*out, runs_table(*runs, evals));
+      write_output(*out, runs_table(*runs, evals), out_opt);
     }
   });
 }

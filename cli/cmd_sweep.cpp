@@ -6,10 +6,13 @@
 
 #include "cli/commands.h"
 #include "cli/output.h"
+#include "common/config_binder.h"
+#include "datagen/config.h"
 #include "sweeps/collect.h"
 #include "sweeps/process.h"
 #include "sweeps/runner.h"
 #include "sweeps/slurm.h"
+#include "sweeps/sweep_spec.h"
 
 namespace moetb::cli {
 namespace {
@@ -24,7 +27,26 @@ struct SweepArgs {
   SlurmOptions slurm;
 };
 
+// The spec's [datagen] table is checked as `moetb datagen` would check it, before anything
+// is planned: an unknown key or a wrong type fails here, not in the first run.
+void check_datagen_table(const std::string& spec_path) {
+  const SweepSpec spec = load_spec(spec_path);
+  if (!spec.has_datagen) return;
+  DatagenConfig cfg;
+  ConfigBinder binder;
+  bind_datagen_config(binder, cfg);
+  const std::string label = spec_path + " [datagen]";
+  try {
+    binder.load_toml(to_toml(spec.datagen), label);
+    validate_datagen_config(cfg);
+  } catch (const std::invalid_argument& e) {
+    const std::string what = e.what();
+    throw std::invalid_argument(what.rfind(label, 0) == 0 ? what : label + ": " + what);
+  }
+}
+
 void do_plan(const SweepArgs& a) {
+  check_datagen_table(a.spec);
   const PlanReport r = SweepDir(a.dir).plan(a.spec);
   std::cout << "planned " << r.total << " runs in " << a.dir << ": " << r.added << " new, " << r.kept << " already planned";
   if (r.inactive > 0) std::cout << ", " << r.inactive << " from an earlier spec kept but no longer run";

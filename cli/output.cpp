@@ -4,11 +4,7 @@
 #include "metrics/trace.h"
 #include "moetb_git_rev.h"  // generated at build time
 
-#include <unistd.h>
-
 #include <algorithm>
-#include <cstdio>
-#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -17,38 +13,27 @@
 
 namespace moetb::cli {
 
-void write_output(const std::string& path, const std::string& text) {
+void write_output(const std::string& path, const std::string& text, const OutputOptions& opt) {
   if (path.empty() || path == "-") {
     std::cout << text << std::flush;
+    if (!std::cout) throw OutputError("write failed: standard output");
     return;
   }
-  std::error_code ec;
-  const auto status = std::filesystem::status(path, ec);
-  if (!ec && std::filesystem::exists(status) && !std::filesystem::is_regular_file(status) &&
-      !std::filesystem::is_directory(status)) {
-    // A device or a FIFO (/dev/null, /dev/stdout, a pipe): write into it. Renaming a
-    // finished file over it would replace the device itself (as root, /dev/null).
-    std::ofstream out(path, std::ios::binary);
-    out << text;
-    out.flush();
-    if (!out) throw std::invalid_argument(path + ": write failed");
-    return;
-  }
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary);
-    if (!out) throw std::invalid_argument(path + ": cannot create the output file");
-    out << text;
-    out.flush();
-    if (!out) {
-      std::remove(tmp.c_str());
-      throw std::invalid_argument(path + ": write failed");
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw std::invalid_argument(path + ": cannot move the finished file into place");
-  }
+  write_output_file(path, text, opt);
+}
+
+void write_output(const std::string& path, const std::string& text) {
+  OutputOptions opt;
+  opt.force = true;
+  write_output(path, text, opt);
+}
+
+OutputOptions output_options(bool force, const std::vector<std::string>& inputs) {
+  OutputOptions opt;
+  opt.force = force;
+  for (const auto& in : inputs)
+    if (!in.empty() && in != "-") opt.inputs.emplace_back(in);
+  return opt;
 }
 
 std::vector<int> parse_layer_ranges(const std::string& text) {

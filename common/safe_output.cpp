@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -198,10 +199,11 @@ void check_not_input(const fs::path& output, const std::vector<fs::path>& inputs
   }
 }
 
-Existing check_output(const fs::path& path, OutputKind kind, const OutputOptions& opt) {
-  if (path.empty()) throw OutputError("no output path given");
+Existing check_output(const fs::path& given, OutputKind kind, const OutputOptions& opt) {
+  if (given.empty()) throw OutputError("no output path given");
+  const fs::path path = normal_target(given);  // "out/" names out (and its folder is ".")
   check_not_input(path, opt.inputs);
-  const std::string name = path.string();
+  const std::string name = given.string();
   const fs::path parent = parent_of(path);
   struct stat pst {};
   if (!stat_of(parent, pst) || !S_ISDIR(pst.st_mode))
@@ -217,23 +219,49 @@ Existing check_output(const fs::path& path, OutputKind kind, const OutputOptions
   }
   if (S_ISREG(st.st_mode)) {
     if (folder_kind)
-      throw OutputError(name + ": is a file, not a " + output_kind_name(kind) + "; refusing to replace it, even with --force");
+      throw OutputError(name + ": exists and is a file, not a " + output_kind_name(kind) + "; refusing to replace it, even with --force");
     if (!opt.force) throw OutputError(name + ": already exists (pass --force to replace it)");
     return Existing::file;
   }
   if (!S_ISDIR(st.st_mode)) {
     if (folder_kind)
-      throw OutputError(name + ": is " + describe_existing(path) + ", not a " + output_kind_name(kind) + " folder; refusing to replace it");
+      throw OutputError(name + ": exists and is " + describe_existing(path) + ", not a " + output_kind_name(kind) + " folder; refusing to replace it");
     return Existing::special;  // a device or FIFO: written through, never replaced
   }
   if (kind == OutputKind::file)
-    throw OutputError(name + ": is " + describe_existing(path) + ", not a file; refusing to replace it");
+    throw OutputError(name + ": exists and is " + describe_existing(path) + ", not a file; refusing to replace it");
   if (is_empty_folder(path)) return Existing::folder;
   if (!holds_output(path, kind))
-    throw OutputError(name + ": is " + describe_existing(path) + ", not a " + output_kind_name(kind) +
+    throw OutputError(name + ": exists and is " + describe_existing(path) + ", not a " + output_kind_name(kind) +
                       "; refusing to replace it, even with --force");
   if (!opt.force) throw OutputError(name + ": already exists (pass --force to replace it)");
   return Existing::folder;
+}
+
+std::string format_bytes(uint64_t bytes) {
+  const char* units[] = {"bytes", "kB", "MB", "GB", "TB", "PB"};
+  double v = static_cast<double>(bytes);
+  int u = 0;
+  while (v >= 1000 && u < 5) {
+    v /= 1000;
+    ++u;
+  }
+  char buf[32];
+  if (u == 0) std::snprintf(buf, sizeof buf, "%llu bytes", static_cast<unsigned long long>(bytes));
+  else std::snprintf(buf, sizeof buf, "%.1f %s", v, units[u]);
+  return buf;
+}
+
+void check_space_for(const fs::path& target, uint64_t bytes, const std::string& what) {
+  struct stat st {};
+  if (stat_of(target, st) && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) return;  // a device or FIFO
+  const fs::path folder = parent_of(normal_target(target));
+  struct statvfs vfs {};
+  if (::statvfs(folder.c_str(), &vfs) != 0) return;  // the write itself will say what is wrong
+  const uint64_t free_bytes = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+  if (bytes > free_bytes)
+    throw OutputError(target.string() + ": " + what + " needs about " + format_bytes(bytes) + ", but its file system has " +
+                      format_bytes(free_bytes) + " free");
 }
 
 std::string write_failed_message(const fs::path& path, int err) { return "write failed: " + path.string() + ": " + str_error(err); }
@@ -356,6 +384,15 @@ void OutputDir::write_file(const fs::path& file, const void* data, std::size_t n
   if (err == 0 && ::fsync(fd) != 0) err = errno;
   if (::close(fd) != 0 && err == 0) err = errno;
   if (err != 0) throw OutputError(write_failed_message(path_, err));
+}
+
+void OutputDir::make_folder(const fs::path& folder) const {
+  std::error_code ec;
+  fs::create_directories(folder, ec);
+  if (!ec) return;
+  const int err = ec.value();
+  if (err == ENOSPC || err == EDQUOT) throw OutputError(write_failed_message(path_, err));
+  throw OutputError(path_.string() + ": cannot create " + folder.filename().string() + ": " + str_error(err));
 }
 
 void OutputDir::commit() {

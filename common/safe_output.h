@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <stdexcept>
@@ -57,6 +58,12 @@ enum class Existing { none, file, special, folder };
 // file output and refused by a folder output; a folder is replaced only when empty or, with
 // force, when it holds an output of `kind`). Throws OutputError with one line otherwise.
 Existing check_output(const std::filesystem::path& path, OutputKind kind, const OutputOptions& opt);
+
+// Bounds before work: refuses (one line, with the estimate) an output of about `bytes` that
+// cannot fit the free space of the file system that will hold `target`. Devices and FIFOs
+// pass. format_bytes(12345678) = "12.3 MB".
+void check_space_for(const std::filesystem::path& target, uint64_t bytes, const std::string& what);
+std::string format_bytes(uint64_t bytes);
 
 // The one-line message of a failed write: "write failed: PATH: no space left on device".
 std::string write_failed_message(const std::filesystem::path& path, int err);
@@ -116,6 +123,8 @@ class OutputDir {
   void write_file(const std::filesystem::path& file, std::string_view text) const {
     write_file(file, text.data(), text.size());
   }
+  // Creates a folder (and its parents) inside tmp(); errors name path().
+  void make_folder(const std::filesystem::path& folder) const;
   void commit();
 
  private:

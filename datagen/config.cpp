@@ -81,6 +81,9 @@ void validate_datagen_config(const DatagenConfig& c) {
     if (c.order == 2 && c.vocab_per_domain > 256) bad("vocab_per_domain", "at most 256 with order 2");
     if (!c.domain_names.empty() && static_cast<int64_t>(c.domain_names.size()) != c.domains)
       bad("domain_names", "has " + std::to_string(c.domain_names.size()) + " names for " + std::to_string(c.domains) + " domains");
+    for (std::size_t i = 0; i < c.domain_names.size(); ++i)  // names key the per-domain results
+      for (std::size_t j = 0; j < i; ++j)
+        if (c.domain_names[i] == c.domain_names[j]) bad("domain_names", "names '" + c.domain_names[i] + "' twice");
   }
   if (!c.shares.empty()) {
     if (static_cast<int64_t>(c.shares.size()) != n_domains)

@@ -39,6 +39,10 @@ int64_t int_field(const nlohmann::json& j, const char* key, const std::string& w
 
 Dataset::Dataset(const std::string& dir) : dir_(dir) {
   const std::string path = (fs::path(dir) / "manifest.json").string();
+  std::error_code ec;
+  const fs::file_status st = fs::status(path, ec);
+  if (fs::exists(st) && !fs::is_regular_file(st))  // a FIFO would block the open forever
+    fail(path, "is not a regular file (a dataset's manifest.json must be one)");
   std::ifstream in(path);
   if (!in) fail(dir, "not a dataset directory (cannot read manifest.json)");
   std::stringstream text;

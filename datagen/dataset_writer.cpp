@@ -1,26 +1,18 @@
 // Dataset directory writer (dataset_writer.h).
 #include "datagen/dataset_writer.h"
 
-#include <unistd.h>
-
-#include <cerrno>
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <stdexcept>
+
+#include "common/safe_output.h"
 
 namespace moetb {
 namespace fs = std::filesystem;
 namespace {
 
-void write_file(const fs::path& path, const void* data, std::size_t bytes) {
-  std::FILE* f = std::fopen(path.c_str(), "wb");
-  if (f == nullptr) throw std::runtime_error(path.string() + ": cannot create: " + std::strerror(errno));
-  const bool ok = std::fwrite(data, 1, bytes, f) == bytes;
-  if (std::fclose(f) != 0 || !ok) throw std::runtime_error(path.string() + ": write failed (disk full?)");
-}
-
-void write_text(const fs::path& path, const std::string& text) { write_file(path, text.data(), text.size()); }
 
 struct SplitCounts {
   std::vector<int64_t> tokens, documents, motif_tokens;  // per domain
@@ -28,9 +20,11 @@ struct SplitCounts {
 
 // Streams one split into dir/<split>/ and describes it in the manifest.
 nlohmann::json write_split(SplitProducer& producer, Split split, const DatagenConfig& cfg, int64_t n_domains,
-                           const fs::path& dir, SplitCounts& counts) {
+                           const OutputDir& out, SplitCounts& counts) {
+  const fs::path& dir = out.tmp();
+  auto write_file = [&out](const fs::path& path, const void* data, std::size_t bytes) { out.write_file(path, data, bytes); };
   const std::string name = split_name(split);
-  fs::create_directories(dir / name);
+  out.make_folder(dir / name);
   const int64_t S = cfg.seq_len;
   const bool narrow = cfg.token_dtype == "u16";
   counts.tokens.assign(n_domains, 0);
@@ -69,43 +63,32 @@ nlohmann::json write_split(SplitProducer& producer, Split split, const DatagenCo
   if (!sources.empty()) {
     std::string text;
     for (const auto& s : sources) text += s + "\n";
-    write_text(dir / name / "sources.txt", text);
+    out.write_file(dir / name / "sources.txt", text);
   }
   return {{"n_sequences", total}, {"n_tokens", total * S}, {"n_documents", docs.size()}, {"shards", shards}};
 }
 
-// Builds the directory under a temporary name, then swaps it into place.
+// Builds the directory under a temporary name and a lock beside it, then swaps it into place.
 template <typename Fill>
-nlohmann::json write_directory(const DatasetWriteOptions& opts, Fill&& fill) {
+nlohmann::json write_directory(const DatasetWriteOptions& opts, uint64_t estimate, Fill&& fill) {
   if (opts.dir.empty()) throw std::invalid_argument("--out: no dataset directory given");
   fs::path target = fs::path(opts.dir).lexically_normal();
   if (!target.has_filename() && target.has_relative_path()) target = target.parent_path();  // "out/" names out
-  std::error_code ec;
-  if (fs::exists(target, ec) && !opts.force)
-    throw std::invalid_argument(opts.dir + ": already exists (pass --force to replace it)");
-  const fs::path parent = target.has_parent_path() ? target.parent_path() : fs::path(".");
-  if (!fs::is_directory(parent, ec)) throw std::invalid_argument(opts.dir + ": parent folder does not exist");
-  const std::string stem = target.filename().string();
-  const fs::path tmp = parent / ("." + stem + ".tmp-" + std::to_string(::getpid()));
-  const fs::path old = parent / ("." + stem + ".old-" + std::to_string(::getpid()));
-  try {
-    fs::remove_all(tmp, ec);
-    fs::create_directories(tmp);
-    nlohmann::json manifest = fill(tmp);
-    manifest["format"] = kDatasetFormat;
-    manifest["git_revision"] = opts.git_revision;
-    manifest["config"] = opts.config_json;
-    write_text(tmp / "config.toml", opts.config_toml);
-    write_text(tmp / "manifest.json", manifest.dump(2) + "\n");
-    const bool replacing = fs::exists(target, ec);
-    if (replacing) fs::rename(target, old);
-    fs::rename(tmp, target);
-    if (replacing) fs::remove_all(old, ec);
-    return manifest;
-  } catch (...) {
-    fs::remove_all(tmp, ec);
-    throw;
-  }
+  OutputOptions oo;
+  oo.force = opts.force;
+  for (const auto& in : opts.inputs) oo.inputs.emplace_back(in);
+  check_output(target, OutputKind::dataset, oo);  // before the lock: a missing parent folder is named as such
+  if (estimate > 0) check_space_for(target, estimate, "the dataset");
+  const OutputLock lock = OutputLock::take(OutputLock::beside(target), opts.dir, OutputLock::Mode::exclusive, true);
+  OutputDir out(target, OutputKind::dataset, oo);
+  nlohmann::json manifest = fill(out);
+  manifest["format"] = kDatasetFormat;
+  manifest["git_revision"] = opts.git_revision;
+  manifest["config"] = opts.config_json;
+  out.write_file(out.tmp() / "config.toml", opts.config_toml);
+  out.write_file(out.tmp() / "manifest.json", manifest.dump(2) + "\n");
+  out.commit();
+  return manifest;
 }
 
 nlohmann::json split_counts_json(const SplitCounts (&counts)[2], int64_t d) {
@@ -123,7 +106,10 @@ nlohmann::json split_counts_json(const SplitCounts (&counts)[2], int64_t d) {
 
 nlohmann::json write_synthetic_dataset(const SyntheticCorpus& corpus, const DatasetWriteOptions& opts) {
   const DatagenConfig& cfg = corpus.config();
-  return write_directory(opts, [&](const fs::path& dir) {
+  // tokens (2 or 4 bytes) + domain id (1) + motif id (2) per token, both splits
+  const auto n_tokens = static_cast<uint64_t>(std::max<int64_t>(0, cfg.train_tokens) + std::max<int64_t>(0, cfg.val_tokens));
+  const uint64_t estimate = n_tokens * ((cfg.token_dtype == "u16" ? 2 : 4) + 3);
+  return write_directory(opts, estimate, [&](const OutputDir& dir) {
     nlohmann::json m;
     m["kind"] = "synthetic";
     SplitCounts counts[2];
@@ -161,7 +147,9 @@ nlohmann::json write_synthetic_dataset(const SyntheticCorpus& corpus, const Data
 }
 
 nlohmann::json write_text_dataset(const TextCorpus& corpus, const DatagenConfig& cfg, const DatasetWriteOptions& opts) {
-  return write_directory(opts, [&](const fs::path& dir) {
+  DatasetWriteOptions with_inputs = opts;
+  for (const auto& [name, folder] : cfg.text_domains) with_inputs.inputs.push_back(folder);
+  return write_directory(with_inputs, 0, [&](const OutputDir& dir) {
     nlohmann::json m;
     m["kind"] = "text";
     const auto n_domains = static_cast<int64_t>(corpus.domains().size());

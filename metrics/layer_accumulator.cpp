@@ -59,8 +59,9 @@ void LayerAccumulator::snapshot() {
   next_boundary_ = b < n_blocks_ ? b * total_tokens_ / n_blocks_ : -1;
 }
 
-void LayerAccumulator::consume(const ShardView& shard) {
-  const LayerView& lv = shard.layers.at(layer_);
+void LayerAccumulator::consume(const ShardView& shard) { consume(shard, shard.layers.at(layer_)); }
+
+void LayerAccumulator::consume(const ShardView& shard, const LayerView& lv) {
   if (lv.experts_i16 != nullptr)
     consume_typed(shard, lv.experts_i16, lv.k);
   else

@@ -51,6 +51,8 @@ class LayerAccumulator {
   // n_blocks hashed groups); call before the first consume(). n_blocks < 2 = off.
   void set_blocks(int64_t total_tokens, int n_blocks);
   void consume(const ShardView& shard);
+  // The same with this layer's view given (shard.layers is not read): O(1) in the number of layers.
+  void consume(const ShardView& tokens, const LayerView& layer);
   LayerStats finish();
 
  private:

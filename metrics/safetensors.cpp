@@ -73,9 +73,14 @@ std::size_t dtype_size(DType dtype) {
 }
 
 const TensorInfo* SafetensorsHeader::find(const std::string& name) const {
-  for (const auto& t : tensors)
-    if (t.name == name) return &t;
-  return nullptr;
+  if (by_name.size() != tensors.size()) {  // a header built by hand: scan
+    for (const auto& t : tensors)
+      if (t.name == name) return &t;
+    return nullptr;
+  }
+  const auto it = std::lower_bound(by_name.begin(), by_name.end(), name,
+                                   [&](std::size_t i, const std::string& n) { return tensors[i].name < n; });
+  return it != by_name.end() && tensors[*it].name == name ? &tensors[*it] : nullptr;
 }
 
 SafetensorsHeader parse_safetensors(const uint8_t* bytes, std::size_t size, const std::string& label) {
@@ -155,6 +160,10 @@ SafetensorsHeader parse_safetensors(const uint8_t* bytes, std::size_t size, cons
       fail(label, cur.name, "byte range overlaps tensor '" + furthest->name + "'");
     if (furthest == nullptr || cur.end > furthest->end) furthest = &cur;
   }
+  out.by_name.resize(out.tensors.size());
+  for (std::size_t i = 0; i < out.by_name.size(); ++i) out.by_name[i] = i;
+  std::sort(out.by_name.begin(), out.by_name.end(),
+            [&](std::size_t a, std::size_t b) { return out.tensors[a].name < out.tensors[b].name; });
   return out;
 }
 
@@ -165,7 +174,7 @@ uint64_t TensorSpec::bytes() const {
 }
 
 SafetensorsWriter::SafetensorsWriter(std::string path, std::vector<TensorSpec> specs,
-                                     const std::map<std::string, std::string>& metadata)
+                                     const std::map<std::string, std::string>& metadata, const OutputOptions& opt)
     : path_(std::move(path)), specs_(std::move(specs)) {
   nlohmann::json header = nlohmann::json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
@@ -177,37 +186,25 @@ SafetensorsWriter::SafetensorsWriter(std::string path, std::vector<TensorSpec> s
   }
   std::string text = header.dump();
   while ((8 + text.size()) % 8 != 0) text.push_back(' ');  // keeps tensor data 8-byte aligned
-  tmp_path_ = path_ + ".tmp-" + std::to_string(::getpid());
-  file_ = std::fopen(tmp_path_.c_str(), "wb");
-  if (file_ == nullptr) throw TraceError(path_ + ": cannot create: " + std::strerror(errno));
+  file_ = std::make_unique<OutputFile>(path_, opt, OutputKind::trace);
   uint8_t len[8];
   for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>((text.size() >> (8 * i)) & 0xff);
-  if (std::fwrite(len, 1, 8, file_) != 8 || std::fwrite(text.data(), 1, text.size(), file_) != text.size())
-    throw TraceError(path_ + ": write failed: " + std::strerror(errno));
+  file_->write(len, 8);
+  file_->write(text);
 }
 
-SafetensorsWriter::~SafetensorsWriter() {
-  if (file_ != nullptr) std::fclose(file_);
-  if (!committed_) std::remove(tmp_path_.c_str());
-}
+SafetensorsWriter::~SafetensorsWriter() = default;  // an uncommitted OutputFile removes its temporary
 
 void SafetensorsWriter::write(const void* data, std::size_t n_bytes) {
   if (written_ + n_bytes > total_bytes_) throw TraceError(path_ + ": more tensor bytes written than declared");
-  if (n_bytes > 0 && std::fwrite(data, 1, n_bytes, file_) != n_bytes)
-    throw TraceError(path_ + ": write failed: " + std::strerror(errno));
+  if (n_bytes > 0) file_->write(data, n_bytes);
   written_ += n_bytes;
 }
 
 void SafetensorsWriter::commit() {
   if (written_ != total_bytes_)
     throw TraceError(path_ + ": " + std::to_string(total_bytes_ - written_) + " declared tensor bytes were not written");
-  const bool ok = std::fflush(file_) == 0 && ::fsync(fileno(file_)) == 0;
-  std::fclose(file_);
-  file_ = nullptr;
-  if (!ok) throw TraceError(path_ + ": write failed: " + std::strerror(errno));
-  if (std::rename(tmp_path_.c_str(), path_.c_str()) != 0)
-    throw TraceError(path_ + ": cannot rename the temporary file into place: " + std::strerror(errno));
-  committed_ = true;
+  file_->commit();
 }
 
 float f16_to_float(uint16_t h) {

@@ -8,11 +8,13 @@
 #include <cstdint>
 #include <cstdio>
 #include <map>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "common/mapped_file.h"
+#include "common/safe_output.h"
 
 namespace moetb {
 
@@ -45,7 +47,8 @@ struct SafetensorsHeader {
   std::map<std::string, std::string> metadata;     // __metadata__
   uint64_t data_start = 0;                         // absolute offset of the data section
   uint64_t data_size = 0;
-  const TensorInfo* find(const std::string& name) const;
+  std::vector<std::size_t> by_name;                // tensor indices sorted by name (parse fills it)
+  const TensorInfo* find(const std::string& name) const;  // O(log n): lookups per layer stay linear in layers
 };
 
 constexpr uint64_t kMaxHeaderBytes = 100ull * 1000 * 1000;  // 100 MB, per the trace spec
@@ -63,12 +66,15 @@ struct TensorSpec {
 
 // Streams a safetensors file: the header is written first from the declared specs,
 // then tensor bytes in declaration order (any number of chunks per tensor).
-// Writes to "<path>.tmp-<pid>" and renames on commit(); an uncommitted writer
-// removes its temporary file, so no half-written file is ever left at `path`.
+// Writes through the output layer (common/safe_output.h: a temporary name, fsync, rename
+// on commit(); a device or FIFO written through); an uncommitted writer removes its
+// temporary, so no half-written file is ever left at `path`. Write failures throw
+// OutputError ("write failed: PATH: no space left on device"). `opt` defaults to replacing
+// an existing file (traces inside a run directory); the CLI passes --force and its inputs.
 class SafetensorsWriter {
  public:
   SafetensorsWriter(std::string path, std::vector<TensorSpec> specs,
-                    const std::map<std::string, std::string>& metadata);
+                    const std::map<std::string, std::string>& metadata, const OutputOptions& opt = OutputOptions{true, {}});
   ~SafetensorsWriter();
   SafetensorsWriter(const SafetensorsWriter&) = delete;
   SafetensorsWriter& operator=(const SafetensorsWriter&) = delete;
@@ -77,11 +83,10 @@ class SafetensorsWriter {
   void commit();
 
  private:
-  std::string path_, tmp_path_;
+  std::string path_;
   std::vector<TensorSpec> specs_;
   uint64_t total_bytes_ = 0, written_ = 0;
-  std::FILE* file_ = nullptr;
-  bool committed_ = false;
+  std::unique_ptr<OutputFile> file_;
 };
 
 // float conversions for the optional weights / probs tensors

@@ -47,7 +47,7 @@ void parallel_for(int n, int threads, Fn fn) {
 constexpr int64_t kChunkTokens = int64_t{1} << 18;
 
 // Tokens [begin, end) of a shard: token arrays and expert ids only (what the accumulators read).
-ShardView slice_tokens(const ShardView& v, int64_t begin, int64_t end) {
+ShardView slice_tokens(const ShardView& v, int64_t begin, int64_t end, bool with_layers = true) {
   ShardView out;
   out.label = v.label;
   out.first_token = v.first_token + begin;
@@ -55,6 +55,7 @@ ShardView slice_tokens(const ShardView& v, int64_t begin, int64_t end) {
   out.token_ids = v.token_ids + begin;
   out.positions = v.positions + begin;
   out.domain_ids = v.domain_ids + begin;
+  if (!with_layers) return out;
   for (const LayerView& l : v.layers) {
     LayerView lv;
     lv.k = l.k;
@@ -207,14 +208,23 @@ TraceMetrics compute_trace_metrics(const ShardSource& trace, const MetricsOption
   if (blocks < 2) blocks = 0;
   out.jackknife_blocks = blocks;
   out.layers.resize(layers.size());
+  // One view per shard, made once: a view holds every layer, so making (or slicing) one per
+  // layer would cost O(layers^2) (issue 13: metrics stays linear in the number of layers).
+  std::vector<ShardView> views;
+  for (std::size_t s = 0; s < trace.n_shards(); ++s) views.push_back(trace.shard(s));
   parallel_for(static_cast<int>(layers.size()), threads, [&](int i) {
     LayerAccumulator acc(layers[i], meta.num_experts, options.ne_groups, min_id, max_id);
     acc.set_blocks(out.tokens, blocks);
     for (std::size_t s = 0; s < trace.n_shards(); ++s) {
-      const ShardView shard = trace.shard(s);
+      const ShardView& shard = views[s];
+      const LayerView& layer = shard.layers.at(static_cast<std::size_t>(layers[i]));
       for (int64_t begin = 0; begin < shard.n_tokens; begin += kChunkTokens) {
         const int64_t end = std::min(shard.n_tokens, begin + kChunkTokens);
-        acc.consume(slice_tokens(shard, begin, end));
+        LayerView lv;
+        lv.k = layer.k;
+        if (layer.experts_i16 != nullptr) lv.experts_i16 = layer.experts_i16 + begin * layer.k;
+        if (layer.experts_i32 != nullptr) lv.experts_i32 = layer.experts_i32 + begin * layer.k;
+        acc.consume(slice_tokens(shard, begin, end, /*with_layers=*/false), lv);
         release_tokens(trace, s, shard, begin, end, layers[i]);  // other threads re-read from the page cache
       }
       trace.release_layer(s, layers[i]);

@@ -4,16 +4,19 @@
 #include <torch/optim/optimizer.h>
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
-#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
+
+#include "common/safe_output.h"
 
 namespace moetb {
 namespace fs = std::filesystem;
@@ -25,14 +28,36 @@ std::string step_name(int64_t step) {
   return name;
 }
 
-void write_text_atomic(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + ".tmp-" + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary);
-    out << text;
-    if (!out.flush()) throw std::runtime_error(tmp.string() + ": write failed");
+// Saves a LibTorch archive into `file` through an OutputFile. A failed write is kept and
+// rethrown afterwards as one line naming the checkpoint: LibTorch must never see our
+// exception inside its zip writer's C callback.
+void save_archive(torch::serialize::OutputArchive& archive, const fs::path& file, const fs::path& report_as) {
+  OutputFile out(file, OutputOptions{true, {}});
+  std::optional<OutputError> failed;
+  try {
+    // After a failure the rest is swallowed (reported as written): LibTorch 1.13's zip
+    // writer finishes the archive in its destructor, and a second error there would be
+    // thrown during unwinding, i.e. std::terminate (the exit 134 of issue 13).
+    archive.save_to([&](const void* data, size_t n) -> size_t {
+      if (failed) return n;
+      try {
+        out.write(data, n);
+      } catch (const OutputError& e) {
+        failed = e;
+      }
+      return n;
+    });
+  } catch (const std::exception& e) {
+    if (!failed) {
+      const std::string what = e.what();
+      throw OutputError("write failed: " + report_as.string() + ": " + what.substr(0, what.find('\n')));
+    }
   }
-  fs::rename(tmp, path);
+  if (failed) {  // name the checkpoint, not the temporary file inside it
+    const std::string what = failed->what(), prefix = "write failed: " + file.string() + ": ";
+    throw OutputError("write failed: " + report_as.string() + ": " + (what.rfind(prefix, 0) == 0 ? what.substr(prefix.size()) : what));
+  }
+  out.commit();
 }
 
 std::string read_text(const fs::path& path) {
@@ -48,36 +73,42 @@ std::string read_text(const fs::path& path) {
 std::string save_checkpoint(const std::string& run_dir, MoETransformerImpl& model, torch::optim::Optimizer& opt,
                             const CheckpointState& state, int keep) {
   const fs::path root = fs::path(run_dir) / "checkpoints";
-  fs::create_directories(root);
-  const fs::path dir = root / step_name(state.step);
-  const fs::path tmp = root / (".tmp-" + step_name(state.step) + "-" + std::to_string(::getpid()));
   std::error_code ec;
-  fs::remove_all(tmp, ec);
-  fs::create_directories(tmp);
+  fs::create_directories(root, ec);
+  if (ec) throw OutputError(write_failed_message(root, ec.value()));
+  const fs::path dir = root / step_name(state.step);
   {
-    torch::serialize::OutputArchive archive;
-    model.save(archive);
-    archive.save_to((tmp / "model.pt").string());
+    // A checkpoint of this step from an earlier attempt is replaced; anything else is refused.
+    OutputDir out(dir, OutputKind::checkpoint, OutputOptions{true, {}});
+    {
+      torch::serialize::OutputArchive archive;
+      model.save(archive);
+      save_archive(archive, out.tmp() / "model.pt", dir);
+    }
+    {
+      torch::serialize::OutputArchive archive;
+      opt.save(archive);
+      save_archive(archive, out.tmp() / "optimizer.pt", dir);
+    }
+    nlohmann::json j;
+    j["step"] = state.step;
+    j["sampler"] = {{"epoch", state.sampler.epoch}, {"position", state.sampler.position}};
+    j["router_states"] = state.router_states;
+    out.write_file(out.tmp() / "state.json", j.dump(2) + "\n");
+    out.commit();
   }
-  {
-    torch::serialize::OutputArchive archive;
-    opt.save(archive);
-    archive.save_to((tmp / "optimizer.pt").string());
-  }
-  nlohmann::json j;
-  j["step"] = state.step;
-  j["sampler"] = {{"epoch", state.sampler.epoch}, {"position", state.sampler.position}};
-  j["router_states"] = state.router_states;
-  write_text_atomic(tmp / "state.json", j.dump(2) + "\n");
-  fs::remove_all(dir, ec);
-  fs::rename(tmp, dir);
-  write_text_atomic(root / "latest", step_name(state.step) + "\n");
+  replace_owned_file(root / "latest", step_name(state.step) + "\n");
   // Keep the newest `keep` checkpoints.
   std::vector<fs::path> all;
   for (const auto& e : fs::directory_iterator(root))
     if (e.is_directory() && e.path().filename().string().rfind("step-", 0) == 0) all.push_back(e.path());
   std::sort(all.begin(), all.end());
-  for (std::size_t i = 0; i + static_cast<std::size_t>(keep) < all.size(); ++i) fs::remove_all(all[i], ec);
+  for (std::size_t i = 0; i + static_cast<std::size_t>(keep) < all.size(); ++i) {
+    try {
+      remove_output(all[i], OutputKind::checkpoint);
+    } catch (const OutputError&) {  // not a checkpoint (a user's folder named step-*): left alone
+    }
+  }
   return dir.string();
 }
 

@@ -2,6 +2,9 @@
 // the step, the batch sampler's position and each router's RNG state (state.json), so
 // that --resume ends with exactly the weights of an uninterrupted run. Each checkpoint is
 // a directory written under a temporary name and renamed; `latest` names the newest.
+// Writes go through common/safe_output.h: a failed write throws OutputError with one line
+// ("write failed: DIR: no space left on device"), leaves no temporary and keeps the last
+// good checkpoint (latest is moved only after the new one is complete).
 #pragma once
 #include <cstdint>
 #include <string>

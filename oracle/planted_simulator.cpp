@@ -50,6 +50,9 @@ PlantedSimulator::PlantedSimulator(SimConfig cfg) : cfg_(std::move(cfg)) {
   require(c.domain_names.empty() || static_cast<int>(c.domain_names.size()) == c.n_domains,
           "domain-names: " + std::to_string(c.domain_names.size()) + " names given for " +
               std::to_string(c.n_domains) + " domains");
+  for (std::size_t i = 0; i < c.domain_names.size(); ++i)  // names key per_domain in the metrics JSON
+    for (std::size_t j = 0; j < i; ++j)
+      require(c.domain_names[i] != c.domain_names[j], "domain-names: '" + c.domain_names[i] + "' is given twice");
   require(c.alpha.size() == 1 || static_cast<int>(c.alpha.size()) == c.n_layers,
           "alpha needs one value or one per layer (" + std::to_string(c.n_layers) + "), got " +
               std::to_string(c.alpha.size()));

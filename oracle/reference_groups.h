@@ -8,7 +8,8 @@
 
 namespace moetb {
 
-// Throws std::invalid_argument if D > E, or the groups would exceed E experts.
-std::vector<std::vector<int>> make_reference_groups(int64_t n_experts, int n_domains, int overlap);
+// Throws std::invalid_argument if D > E, or the groups would exceed E experts, or (when
+// top_k > 0: an oracle router that routes only inside its group) a group is smaller than top_k.
+std::vector<std::vector<int>> make_reference_groups(int64_t n_experts, int n_domains, int overlap, int top_k = 0);
 
 }  // namespace moetb

@@ -100,7 +100,7 @@ class Runner {
     s.command.push_back(resumable ? "--resume" : "--force");
     std::string header = "=== moetb sweep: attempt " + std::to_string(s.attempt) + " at " + utc_now() + ":";
     for (const auto& a : s.command) header += " " + a;
-    if (previous) fs::remove(dir_.result_path(e.id));  // a retried failure is pending again
+    if (previous) remove_output(dir_.result_path(e.id), OutputKind::file);  // a retried failure is pending again
     std::ofstream(dir_.log_path(e.id), std::ios::app) << header << "\n";
     s.started_utc = utc_now();
     s.t0 = Clock::now();
@@ -177,6 +177,8 @@ void ensure_dataset(const SweepDir& dir, const SweepPlan& plan, const std::strin
 }
 
 RunSummary run_sweep(const SweepDir& dir, const RunOptions& options) {
+  dir.load();  // "not a sweep directory" before anything else
+  const OutputLock held = dir.lock(OutputLock::Mode::shared);  // runners share; a re-plan waits for none of them
   Runner runner(dir, dir.load(), options);
   const SweepPlan& plan = runner.plan();
   RunSummary summary;
@@ -247,6 +249,8 @@ RunSummary run_sweep(const SweepDir& dir, const RunOptions& options) {
 }
 
 int run_one(const SweepDir& dir, int64_t index, const RunOptions& options) {
+  dir.load();
+  const OutputLock held = dir.lock(OutputLock::Mode::shared);
   Runner runner(dir, dir.load(), options);
   const SweepPlan& plan = runner.plan();
   if (index < 0 || index >= static_cast<int64_t>(plan.runs.size()))

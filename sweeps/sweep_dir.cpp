@@ -2,9 +2,6 @@
 // file sweep.json, run results written atomically, and the dataset location.
 #include "sweeps/sweep_dir.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -34,31 +31,10 @@ nlohmann::json plan_json(const SweepPlan& p) {
 
 }  // namespace
 
-void write_file_atomic(const fs::path& path, const std::string& text) {
-  std::error_code ec;
-  const auto status = fs::status(path, ec);
-  if (!ec && fs::exists(status) && !fs::is_regular_file(status) && !fs::is_directory(status)) {
-    std::ofstream out(path, std::ios::binary);  // a device or FIFO: never rename over it
-    out << text;
-    if (!out.flush()) throw std::runtime_error(path.string() + ": write failed");
-    return;
-  }
-  const fs::path tmp = path.string() + ".tmp" + std::to_string(::getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw std::runtime_error(path.string() + ": cannot write");
-  std::size_t done = 0;
-  while (done < text.size()) {
-    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    if (n <= 0) {
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      throw std::runtime_error(path.string() + ": write failed (disk full?)");
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  ::fsync(fd);
-  ::close(fd);
-  fs::rename(tmp, path);
+void write_file_atomic(const fs::path& path, const std::string& text) { replace_owned_file(path, text); }
+
+OutputLock SweepDir::lock(OutputLock::Mode mode) const {
+  return OutputLock::take(root_ / "sweep.lock", root_.string(), mode);
 }
 
 std::string read_text_file(const fs::path& path) {
@@ -72,6 +48,17 @@ std::string read_text_file(const fs::path& path) {
 PlanReport SweepDir::plan(const std::string& spec_path) const {
   const SweepSpec spec = load_spec(spec_path);
   const std::vector<PlannedRun> runs = expand(spec);
+  std::error_code ec;
+  if (fs::exists(root_, ec) && !fs::is_directory(root_, ec))
+    throw OutputError(root_.string() + ": is " + describe_existing(root_) + ", not a sweep folder");
+  if (fs::is_directory(root_, ec) && !fs::exists(root_ / "sweep.json", ec)) {  // only the spec itself may be there
+    for (const auto& e : fs::directory_iterator(root_, ec))  // (and the lock of a plan that failed)
+      if (!fs::equivalent(e.path(), spec_path, ec) && e.path().filename() != "sweep.lock")
+        throw OutputError(root_.string() + ": is " + describe_existing(root_) +
+                          ", not a moetb sweep folder (no sweep.json); choose another --out");
+  }
+  fs::create_directories(root_);
+  const OutputLock held = lock(OutputLock::Mode::exclusive);
   SweepPlan plan;
   if (fs::exists(root_ / "sweep.json")) plan = load();
   plan.name = spec.name;

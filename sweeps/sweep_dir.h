@@ -2,6 +2,8 @@
 // index), DIR/spec.toml, DIR/runs/ID/{config.toml, log.txt, train/, result.json}. A run
 // is complete exactly when its result.json exists (written atomically); re-planning
 // keeps indices and results, adds new runs and marks runs no longer in the spec inactive.
+// Planning holds DIR/sweep.lock exclusively, running holds it shared (lock()), so a plan
+// never rewrites a sweep that runs; every file goes through common/safe_output.h.
 // docs/sweeps.md describes the layout.
 #pragma once
 #include <cstdint>
@@ -11,6 +13,8 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "common/safe_output.h"
 
 namespace moetb::sweeps {
 
@@ -43,8 +47,11 @@ class SweepDir {
   explicit SweepDir(std::filesystem::path root) : root_(std::move(root)) {}
 
   // Expands the spec at `spec_path` into this directory (creating it), merging with an
-  // existing plan. Writes sweep.json, spec.toml and each new run's config.toml.
+  // existing plan. Writes sweep.json, spec.toml and each new run's config.toml. Refuses a
+  // folder that is neither empty nor a sweep (the spec file itself may be in it).
   PlanReport plan(const std::string& spec_path) const;
+  // The sweep's lock: exclusive while planning, shared while running ("DIR: in use by process N").
+  OutputLock lock(OutputLock::Mode mode) const;
 
   SweepPlan load() const;  // throws with one line if DIR is not a planned sweep
   const std::filesystem::path& root() const { return root_; }
@@ -66,7 +73,8 @@ class SweepDir {
   std::filesystem::path root_;
 };
 
-// Writes `text` to `path` through a temporary name in the same folder, fsync and rename.
+// Writes `text` to `path` through a temporary name in the same folder, fsync and rename
+// (common/safe_output.h replace_owned_file: for files inside the sweep folder).
 void write_file_atomic(const std::filesystem::path& path, const std::string& text);
 std::string read_text_file(const std::filesystem::path& path);
 

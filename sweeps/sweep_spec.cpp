@@ -19,6 +19,23 @@ using Entry = std::pair<std::string, const toml::node*>;
 
 [[noreturn]] void fail(const std::string& label, const std::string& what) { throw std::invalid_argument(label + ": " + what); }
 
+const char* kind_name(ConfigValue::Kind k) {
+  switch (k) {
+    case ConfigValue::Kind::string: return "a string";
+    case ConfigValue::Kind::integer: return "an integer";
+    case ConfigValue::Kind::floating: return "a number";
+    case ConfigValue::Kind::boolean: return "a boolean";
+    case ConfigValue::Kind::list: return "a list";
+  }
+  return "a value";
+}
+
+// Integers and floats mix (0 and 0.01 both set a coefficient); other kinds must agree.
+bool same_type(ConfigValue::Kind a, ConfigValue::Kind b) {
+  auto numeric = [](ConfigValue::Kind k) { return k == ConfigValue::Kind::integer || k == ConfigValue::Kind::floating; };
+  return a == b || (numeric(a) && numeric(b));
+}
+
 // Table entries in the order the file wrote them.
 std::vector<Entry> ordered(const toml::table& table) {
   std::vector<Entry> out;
@@ -177,6 +194,26 @@ SweepSpec parse_spec(const std::string& toml_text, const std::string& label) {
     std::size_t i = 0;
     for (const toml::node& b : *list) spec.blocks.push_back(parse_block(*b.as_table(), label, "axes[" + std::to_string(i++) + "]"));
   }
+  std::map<std::string, ConfigValue> first_of;  // axis key -> its first value (or the base value)
+  for (const auto& [key, value] : spec.base) first_of[key] = value;
+  uint64_t n_runs = 0;  // counted before expanding: a grid of many axes grows as their product
+  for (const auto& block : spec.blocks) {
+    uint64_t combos = 1;
+    for (const auto& [key, values] : block.axes) {
+      combos = block.zip ? values.size() : std::min<uint64_t>(combos * values.size(), uint64_t{1} << 40);
+      for (const ConfigValue& v : values) {
+        const auto [it, added] = first_of.emplace(key, v);
+        if (!same_type(it->second.kind, v.kind))
+          fail(label, "axis '" + key + "': value " + v.text + " is " + kind_name(v.kind) + ", but " + it->second.text +
+                          (spec.base.count(key) ? " in [base]" : " before it") + " is " + kind_name(it->second.kind));
+      }
+    }
+    n_runs += combos;
+  }
+  n_runs = std::max<uint64_t>(n_runs, 1) * spec.seeds.size();
+  if (n_runs > kMaxSweepRuns)
+    fail(label, "the spec expands to " + std::to_string(n_runs) + " runs (axes x seeds), more than " +
+                    std::to_string(kMaxSweepRuns) + " a sweep may plan; split it or use fewer values");
   for (const auto& block : spec.blocks)
     for (const auto& [key, values] : block.axes) {
       if (key == spec.seed_key) fail(label, "axis '" + key + "': seeds come from sweep.seeds");

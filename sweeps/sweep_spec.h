@@ -47,7 +47,12 @@ struct SweepSpec {
   std::vector<Block> blocks;
 };
 
-// Parses a spec; errors are one line naming the file and the key.
+// At most this many runs per sweep (each is a training run and a folder): checked before
+// the grid is expanded.
+inline constexpr uint64_t kMaxSweepRuns = 100000;
+
+// Parses a spec; errors are one line naming the file and the key. Checks that every
+// value of an axis has one type (and the [base] value's, if any), and the run count.
 SweepSpec parse_spec(const std::string& toml_text, const std::string& label);
 SweepSpec load_spec(const std::string& path);
 

@@ -81,3 +81,31 @@ TEST_CASE("cli: bad train inputs fail in one line and leave no run directory", "
     CHECK_FALSE(fs::exists(work.file("run")));
   }
 }
+
+TEST_CASE("cli: a checkpoint that cannot be written fails in one line and keeps the last good one", "[cli]") {
+  if (!has_torch_part()) return;
+  ctu::Cli cli("cli-ckpt");
+  const ttu::TempDir& work = cli.work;
+  REQUIRE(run_moetb(cli, "datagen --out data --domains 2 --vocab-per-domain 16 --seq-len 16 --train-tokens 2048 "
+                      "--val-tokens 256 --doc-len-mean 40").rc == 0);
+  // model.pt of this model is ~0.5 MB: over the 256 kB file-size limit below; logs and traces are not.
+  const std::string model = "--data data --out run --router oracle --set model.d_model=64 --set model.n_heads=2 "
+                            "--set moe.n_experts=4 --set moe.d_ff=128 --set train.micro_batch=4 --set eval.every=2 "
+                            "--set eval.sequences=4 -q ";
+  REQUIRE(run_moetb(cli, "train --steps 2 " + model).rc == 0);
+  const std::string out = cli.io.file("stdout"), err = cli.io.file("stderr");
+  const std::string cmd = "cd '" + work.path() + "' && ulimit -f 256 && trap '' XFSZ && '" + MOETB_BINARY + "' train --steps 4 --resume " +
+                          model + ">'" + out + "' 2>'" + err + "'";
+  const int status = std::system(cmd.c_str());
+  const std::string text = ttu::read_bytes(err);
+  INFO(text);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 1);  // not 134 (std::terminate on a c10::Error)
+  CHECK(one_line(text));
+  CHECK(ttu::contains(text, "write failed: run/checkpoints/step-000004: file too large"));
+  std::vector<std::string> left;
+  for (const auto& e : fs::directory_iterator(work.file("run/checkpoints"))) left.push_back(e.path().filename().string());
+  std::sort(left.begin(), left.end());
+  CHECK(left == (std::vector<std::string>{"latest", "step-000002"}));
+  CHECK(ttu::read_bytes(work.file("run/checkpoints/latest")) == "step-000002\n");
+}

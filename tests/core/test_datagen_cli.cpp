@@ -134,11 +134,14 @@ TEST_CASE("datagen cli: an existing --out survives without --force", "[datagen]"
   CHECK_DATAGEN_FAILS(cli, "datagen --out D --force --shares 0,0,0,0 " + kSmall, "shares", Names{"D"});
   CHECK(ttu::read_bytes(cli.work.file("D/keep")) == "precious");
 
-  const Result forced = cli.run("datagen --out D --force " + kSmall);
+  // --force replaces a moetb dataset only: D holds a user's file, so it stays (docs/outputs.md).
+  CHECK_DATAGEN_FAILS(cli, "datagen --out D --force " + kSmall, "not a moetb dataset", Names{"D"});
+  CHECK(all_files(cli.work.file("D")) == (std::map<std::string, std::string>{{"keep", "precious"}}));
+  REQUIRE(cli.run("datagen --out G " + kSmall).rc == 0);
+  const Result forced = cli.run("datagen --out G --force --seed 5 " + kSmall);
   INFO("stderr: " << forced.err);
   REQUIRE(forced.rc == 0);
-  CHECK(cli.work.entries() == Names{"D"});
-  const auto files = all_files(cli.work.file("D"));
-  CHECK(files.count("keep") == 0);
+  CHECK(cli.work.entries() == (Names{"D", "G"}));
+  const auto files = all_files(cli.work.file("G"));
   CHECK(files.count("manifest.json") == 1);
 }

@@ -4,6 +4,8 @@
 #include <catch2/catch.hpp>
 
 #include "metrics/trace_metrics.h"
+#include "metrics/safetensors.h"
+#include "oracle/planted_simulator.h"
 #include "tests/core/trace_test_util.h"
 
 using namespace moetb;
@@ -60,4 +62,46 @@ TEST_CASE("an unnamed domain whose decimal id is another domain's name is an err
   t.meta_data.domain_names = {"1"};  // domain 0 is named "1"; domain 1 would fall back to "1"
   for (std::size_t i = 0; i < t.domain_ids.size(); ++i) t.domain_ids[i] = static_cast<int32_t>(i % 2);
   CHECK_THROWS_WITH(compute_trace_metrics(t), Catch::Contains("decimal id"));
+}
+
+TEST_CASE("trace: tensor lookups are by name, so reading stays linear in the number of layers", "[trace]") {
+  ttu::TempDir dir("trace-many-layers");
+  const std::string path = dir.file("deep.safetensors");
+  moetb::SimConfig cfg;
+  cfg.n_layers = 3000;
+  cfg.n_tokens = 16;
+  cfg.seq_len = 16;
+  cfg.n_experts = 8;
+  cfg.top_k = 2;
+  cfg.n_domains = 2;
+  moetb::SimOutput out;
+  out.path = path;
+  moetb::simulate_to_disk(cfg, out);
+  const moetb::Trace trace({path});
+  CHECK(trace.n_layers() == 3000);
+  const moetb::MappedFile file(path);
+  const auto h = moetb::parse_safetensors(file.data(), file.size(), path);
+  REQUIRE(h.by_name.size() == h.tensors.size());
+  for (int l : {0, 1234, 2999}) CHECK(h.find("layers." + std::to_string(l) + ".experts") != nullptr);
+  CHECK(h.find("layers.3000.experts") == nullptr);
+  CHECK(h.find("token_ids") != nullptr);
+}
+
+TEST_CASE("metrics: each shard is viewed a fixed number of times, however many layers (linear in layers)", "[metrics]") {
+  struct Counting : moetb::TraceData {
+    mutable int calls = 0;
+    moetb::ShardView shard(std::size_t i) const override {
+      ++calls;
+      return moetb::TraceData::shard(i);
+    }
+  };
+  for (int64_t n_layers : {4, 64}) {
+    Counting c;
+    static_cast<moetb::TraceData&>(c) = ttu::small_trace_data(64, 8, std::vector<int64_t>(static_cast<std::size_t>(n_layers), 2));
+    moetb::MetricsOptions opt;
+    opt.threads = 1;
+    const auto m = moetb::compute_trace_metrics(c, opt);
+    CHECK(m.layers.size() == static_cast<std::size_t>(n_layers));
+    CHECK(c.calls == 2);  // once per pass, not once per layer (each view holds every layer)
+  }
 }

@@ -59,6 +59,18 @@ TEST_CASE("reference groups are contiguous blocks with cyclic overlap", "[oracle
   CHECK_THROWS_AS(make_reference_groups(8, 4, 7), std::invalid_argument);
 }
 
+TEST_CASE("reference groups reject a top_k larger than a group (an oracle cannot route outside it)", "[oracle]") {
+  CHECK(make_reference_groups(8, 4, 0, 2).size() == 4);  // 2 experts per domain: top-2 fits
+  CHECK(make_reference_groups(8, 4, 1, 3).size() == 4);  // 2 + 1 shared
+  try {
+    make_reference_groups(8, 4, 0, 3);
+    FAIL("top_k 3 over groups of 2 was accepted");
+  } catch (const std::invalid_argument& e) {
+    CHECK(std::string(e.what()).find("top_k 3 exceeds the 2 experts of each domain group") != std::string::npos);
+  }
+  CHECK(make_reference_groups(8, 4, 0).size() == 4);  // no top_k: the planted simulator's groups, any k
+}
+
 TEST_CASE("planted routing honours alpha, shares and the unlabeled fraction", "[oracle]") {
   SimConfig c;
   c.n_experts = 16, c.top_k = 1, c.n_domains = 4, c.n_layers = 2, c.alpha = {0.0, 1.0};

@@ -17,5 +17,7 @@ void add_report(CLI::App& app);
 void add_demo(CLI::App& app);
 void add_train(CLI::App& app);
 void add_routers(CLI::App& app);
+void add_finetune(CLI::App& app);
+void add_knockout(CLI::App& app);
 
 }  // namespace moetb::cli

@@ -17,7 +17,7 @@
 
 namespace {
 
-constexpr const char* kTorchCommands[] = {"train", "routers"};
+constexpr const char* kTorchCommands[] = {"train", "routers", "finetune", "knockout"};
 
 // Replaces this process with moetb-torch from the same directory; returns only on failure.
 int exec_torch_binary(char** argv) {
@@ -56,5 +56,7 @@ int main(int argc, char** argv) {
   // Listed in --help; never parsed here (main hands them to moetb-torch above).
   app.add_subcommand("train", "Train a small MoE language model and record its routing (LibTorch)");
   app.add_subcommand("routers", "List every router and router option with its reference (LibTorch)");
+  app.add_subcommand("finetune", "Fine-tune a run on one domain with only chosen experts trainable (LibTorch)");
+  app.add_subcommand("knockout", "Causal expert importance: loss increase per domain when each expert is removed (LibTorch)");
   return moetb::cli::run_app(app, argc, argv);
 }

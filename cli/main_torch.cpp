@@ -1,4 +1,4 @@
-// moetb-torch: the LibTorch half of the moetb command line (`train`, `routers`). Users
+// moetb-torch: the LibTorch half of the moetb command line (`train`, `routers`, `finetune`, `knockout`). Users
 // call it through `moetb train ...` / `moetb routers`, which exec it; it parses the same
 // arguments and reports failures the same way (one line, exit code 1).
 #include <CLI/CLI.hpp>
@@ -14,5 +14,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("moetb 0.1.0 (") + moetb::cli::git_revision() + ")");
   moetb::cli::add_train(app);
   moetb::cli::add_routers(app);
+  moetb::cli::add_finetune(app);
+  moetb::cli::add_knockout(app);
   return moetb::cli::run_app(app, argc, argv);
 }

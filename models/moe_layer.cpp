@@ -22,6 +22,7 @@
 #include <tuple>
 #include <vector>
 
+#include "models/expert_mask.h"
 #include "routers/capacity.h"
 
 namespace moetb {
@@ -126,6 +127,7 @@ RoutingDecision MoEFeedForwardImpl::route(const at::Tensor& x, const RouteContex
     dropped = apply_capacity(d, cfg_.n_experts, cap, cfg_.router.drop_policy);
   }
   d.aux_terms["dropped_fraction"] = dropped;
+  if (removed_experts.defined()) remove_experts(d, removed_experts);
   return d;
 }
 

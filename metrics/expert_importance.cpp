@@ -51,7 +51,7 @@ nlohmann::json knockout_json(const std::vector<KnockoutLayer>& layers, const std
   nlohmann::json out;
   out["domains"] = domains;
   for (std::size_t d = 0; d < n_domains; ++d)
-    out["base_loss_bits"][domains[d]] = base_loss_bits[d];
+    out["base_loss_bits"][domains[d]] = std::isfinite(base_loss_bits[d]) ? nlohmann::json(base_loss_bits[d]) : nlohmann::json(nullptr);
   std::vector<double> cell_share, cell_increase, spec, conc;
   out["layers"] = nlohmann::json::array();
   for (const KnockoutLayer& kl : layers) {
@@ -81,11 +81,12 @@ nlohmann::json knockout_json(const std::vector<KnockoutLayer>& layers, const std
         const int64_t n_d = static_cast<int>(d) < c.n_domains ? c.row_sum(static_cast<int>(d)) : 0;
         const double p = n_d > 0 ? static_cast<double>(c.at(static_cast<int>(d), e)) / static_cast<double>(n_d) : 0.0;
         j["p_d"][domains[d]] = p;
-        j["loss_increase_bits"][domains[d]] = inc;
-        pos_sum += std::max(0.0, inc);
-        pos_max = std::max(pos_max, inc);
-        weighted += inc * static_cast<double>(domain_tokens[d]);
-        if (domain_tokens[d] > 0) {
+        const bool evaluated = domain_tokens[d] > 0 && std::isfinite(inc);
+        j["loss_increase_bits"][domains[d]] = evaluated ? nlohmann::json(inc) : nlohmann::json(nullptr);
+        if (evaluated) {
+          pos_sum += std::max(0.0, inc);
+          pos_max = std::max(pos_max, inc);
+          weighted += inc * static_cast<double>(domain_tokens[d]);
           cell_share.push_back(p);
           cell_increase.push_back(inc);
         }

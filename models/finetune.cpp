@@ -25,6 +25,8 @@
 #include "models/finetune_flops.h"
 #include "models/progress.h"
 #include "models/run_model.h"
+#include "runs/run_reader.h"
+#include "runs/run_writer.h"
 
 namespace moetb {
 namespace fs = std::filesystem;
@@ -68,9 +70,11 @@ void clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) {
       if (p.grad().defined()) p.mutable_grad().mul_(max_norm / (norm + 1e-6));
 }
 
+nlohmann::json opt_json(const std::optional<double>& x) { return x ? nlohmann::json(*x) : nlohmann::json(nullptr); }
+
 nlohmann::json domain_losses(const EvalResult& ev) {
   nlohmann::json j = nlohmann::json::object();
-  for (const auto& d : ev.domains) j[d.name] = {{"loss_bits", d.loss_bits}, {"n_tokens", d.n_tokens}};
+  for (const auto& d : ev.domains) j[d.name] = {{"loss_bits", opt_json(d.loss_bits)}, {"n_tokens", d.n_tokens}};
   return j;
 }
 
@@ -91,7 +95,16 @@ nlohmann::json run_finetune(const FinetuneOptions& o) {
   out_opt.force = o.force;
   out_opt.inputs = {o.run_dir};
   if (!o.data_dir.empty()) out_opt.inputs.push_back(o.data_dir);
-  check_output(o.out_dir, OutputKind::run, out_opt);  // before the (slow) work
+  check_not_input(o.out_dir, out_opt.inputs);
+  {
+    std::error_code ec;
+    if (!o.force && fs::is_directory(o.out_dir, ec) && !fs::is_empty(o.out_dir, ec))
+      throw std::invalid_argument(o.out_dir + ": already exists (pass --force to replace a moetb run there)");
+    if (fs::exists(o.out_dir, ec) && !fs::is_directory(o.out_dir, ec))
+      throw std::invalid_argument(o.out_dir + ": exists and is not a folder");
+    if (o.force && fs::is_directory(o.out_dir, ec) && !fs::is_empty(o.out_dir, ec) && !holds_output(o.out_dir, OutputKind::run))
+      throw std::invalid_argument(o.out_dir + ": --force replaces only a moetb run, and this folder holds none");
+  }
 
   LoadedRun run = load_run(o.run_dir, o.device);
   MoETransformerImpl& model = *run.model;
@@ -126,11 +139,14 @@ nlohmann::json run_finetune(const FinetuneOptions& o) {
   EvalResult target_before = eval(target);
   std::optional<EvalResult> mix_before;
   if (!own_data) mix_before = eval(*run.data);
+  if (!target_before.domains[static_cast<std::size_t>(domain)].loss_bits)
+    throw std::invalid_argument("--domain " + o.domain + ": no validation token of the target dataset (first " +
+                                std::to_string(n_eval) + " sequences) is in this domain; raise --eval-sequences");
   // The routing the selection reads: the run's last evaluation trace for its own data
   // (what `moetb paths` would read), the base model's routing of the target data otherwise.
   MetricsOptions mo;
   mo.threads = 1;
-  std::string selection_trace = own_data ? latest_trace_path(o.run_dir) : "";
+  std::string selection_trace = own_data ? runs::final_trace(o.run_dir).string() : "";
   const TraceMetrics routing = selection_trace.empty() ? compute_trace_metrics(target_before.trace, mo)
                                                        : compute_trace_metrics(Trace({selection_trace}), mo);
   if (selection_trace.empty()) selection_trace = "(the base model on " + o.data_dir + ")";
@@ -197,13 +213,32 @@ nlohmann::json run_finetune(const FinetuneOptions& o) {
   shape.n_experts = E;
   for (int64_t b = 0; b < rc.n_layers; ++b) shape.moe_index.push_back(b < rc.first_k_dense ? -1 : b - rc.first_k_dense);
 
-  OutputDir out(o.out_dir, OutputKind::run, out_opt);
-  const fs::path tmp = out.tmp();
-  std::ostringstream log;
+  // The fine-tune is a run directory (runs/, moetb-run/1): the base run's config (same
+  // model; load_run works on it, so `moetb knockout` does too), its log, the evaluation
+  // after it (eval.json, traces/), its checkpoint and the result, finetune.json.
+  runs::RunInfo info;
+  info.seed = rc.seed;
+  info.git_revision = o.git_revision;
+  info.threads = rc.threads;
+  info.device = rc.device;
+  info.dataset = fs::absolute(rc.data_dir).lexically_normal().string();
+  if (const auto base_info = runs::read_run_info(o.run_dir)) info.config = base_info->config;
+  info.provenance = {{"kind", "finetune"}, {"base_run", fs::absolute(o.run_dir).lexically_normal().string()},
+                     {"base_step", run.state.step}, {"domain", o.domain}, {"arm", o.arm}, {"tau", o.tau}, {"draw", o.draw},
+                     {"steps", o.steps}, {"target_data", fs::absolute(target.dir()).lexically_normal().string()}};
+  std::string config_toml;
+  {
+    std::ifstream cfg_in(fs::path(o.run_dir) / runs::kConfigFile);
+    std::stringstream text;
+    text << cfg_in.rdbuf();
+    config_toml = text.str();
+  }
+  const runs::RunWriter writer = runs::RunWriter::create(o.out_dir, info, config_toml, o.force);
   Progress progress(o.progress, o.steps, 10);
   double flops = 0.0, flops_full = 0.0, last_loss = 0.0;
   std::vector<int64_t> tok(static_cast<std::size_t>(B * S)), dom(static_cast<std::size_t>(B * S));
-  const bool freeze_router_state = !full;  // the aux-loss-free bias and router streams are router state
+  const bool freeze_router_state = !full;
+  const auto t_train = std::chrono::steady_clock::now();  // the aux-loss-free bias and router streams are router state
   for (int64_t step = 1; step <= o.steps; ++step) {
     const double lr = learning_rate(o, warmup, step);
     for (auto& group : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
@@ -249,10 +284,16 @@ nlohmann::json run_finetune(const FinetuneOptions& o) {
     const StepFlops f = step_flops(shape, routing_counts, full);
     flops += f.forward + f.backward;
     flops_full += f.full;
-    log << nlohmann::json({{"step", step}, {"lr", lr}, {"loss_bits", last_loss}, {"aux_loss", fwd.aux_loss.item<double>()},
-                           {"flops", f.forward + f.backward}})
-               .dump()
-        << "\n";
+    runs::StepRecord record;
+    record.step = step;
+    record.lr = lr;
+    record.loss_bits = last_loss;
+    record.aux_loss = fwd.aux_loss.item<double>();
+    for (const auto& d : fwd.decisions)
+      for (const auto& [k, v] : d.aux_terms) record.aux_terms[k] += v / static_cast<double>(fwd.decisions.size());
+    record.tokens_per_s = static_cast<double>(step * B * S) /
+                          std::max(1e-9, std::chrono::duration<double>(std::chrono::steady_clock::now() - t_train).count());
+    writer.append_step(record);
     progress.update(step, 0.0, last_loss, fwd.aux_loss.item<double>(), 0.0);
   }
   progress.finish();
@@ -271,8 +312,9 @@ nlohmann::json run_finetune(const FinetuneOptions& o) {
   int64_t change_tokens = 0;
   for (std::size_t d = 0; d < mb.domains.size(); ++d) {
     if (own_data && static_cast<int>(d) == domain) continue;
-    const double change = ma.domains[d].loss_bits - mb.domains[d].loss_bits;
-    others[mb.domains[d].name] = {{"loss_before_bits", mb.domains[d].loss_bits}, {"loss_after_bits", ma.domains[d].loss_bits},
+    if (!mb.domains[d].loss_bits || !ma.domains[d].loss_bits) continue;  // no validation tokens
+    const double change = *ma.domains[d].loss_bits - *mb.domains[d].loss_bits;
+    others[mb.domains[d].name] = {{"loss_before_bits", *mb.domains[d].loss_bits}, {"loss_after_bits", *ma.domains[d].loss_bits},
                                   {"change_bits", change}, {"n_tokens", mb.domains[d].n_tokens}};
     change_sum += change * static_cast<double>(mb.domains[d].n_tokens);
     change_tokens += mb.domains[d].n_tokens;
@@ -282,7 +324,8 @@ nlohmann::json run_finetune(const FinetuneOptions& o) {
     experts_json.push_back(selected[l]);
     path_json.push_back(path[l]);
   }
-  const double gain = td_before.loss_bits - td_after.loss_bits;
+  const double loss_before = *td_before.loss_bits, loss_after = td_after.loss_bits.value_or(NAN);
+  const double gain = loss_before - loss_after;
   nlohmann::json result = {
       {"format", "moetb-finetune/1"},
       {"run", fs::absolute(o.run_dir).string()},
@@ -309,7 +352,7 @@ nlohmann::json run_finetune(const FinetuneOptions& o) {
       {"training_flops", flops},
       {"training_flops_full", flops_full},
       {"flops_fraction", flops_full > 0 ? flops / flops_full : 0.0},
-      {"target", {{"loss_before_bits", td_before.loss_bits}, {"loss_after_bits", td_after.loss_bits},
+      {"target", {{"loss_before_bits", loss_before}, {"loss_after_bits", loss_after},
                   {"gain_bits", gain}, {"floor_bits", td_before.floor_bits ? nlohmann::json(*td_before.floor_bits) : nlohmann::json(nullptr)},
                   {"n_tokens", td_before.n_tokens}, {"final_train_loss_bits", last_loss}}},
       {"other_domains", others},
@@ -319,22 +362,27 @@ nlohmann::json run_finetune(const FinetuneOptions& o) {
       {"git_revision", o.git_revision},
       {"wall_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count()}};
 
-  // The fine-tune is a run directory: the base run's config (same model), its checkpoint
-  // layout (loadable by load_run, so `moetb knockout` works on it), log, trace, result.
-  std::ifstream cfg_in(fs::path(o.run_dir) / "config.toml");
-  std::stringstream cfg_text;
-  cfg_text << cfg_in.rdbuf();
-  out.write_file(tmp / "config.toml", cfg_text.str());
-  nlohmann::json info = {{"kind", "finetune"}, {"git_revision", o.git_revision}, {"dataset", fs::absolute(rc.data_dir).string()},
-                         {"base_run", fs::absolute(o.run_dir).string()}, {"config", {{"finetune", result["optimizer"]}}}};
-  out.write_file(tmp / "run.json", info.dump(2) + "\n");
-  out.write_file(tmp / "train_log.jsonl", log.str());
-  fs::create_directories(tmp / "traces");
-  write_trace_file(target_after.trace, (tmp / "traces" / "after.safetensors").string(), E <= 32767 ? DType::kI16 : DType::kI32);
-  torch::optim::AdamW fresh(model.parameters(), torch::optim::AdamWOptions(o.lr));
-  save_checkpoint(tmp.string(), model, fresh, {run.state.step + o.steps, sampler.state(), save_router_states(model)}, 1);
-  out.write_file(tmp / "finetune.json", result.dump(2) + "\n");
-  out.commit();
+  const int64_t last_step = run.state.step + o.steps;
+  const std::string trace_name = runs::trace_name(last_step);
+  write_trace_file(target_after.trace, (writer.dir() / trace_name).string(), E <= 32767 ? DType::kI16 : DType::kI32);
+  runs::EvalRecord record;
+  record.step = last_step;
+  record.eval = target_after.summary();
+  record.trace = trace_name;
+  const nlohmann::json metrics = metrics_to_json(compute_trace_metrics(target_after.trace, mo));
+  record.metrics_summary = metrics.value("summary", nlohmann::json::object());
+  writer.append_eval(record);
+  runs::FinalEval final_eval;
+  final_eval.record = record;
+  final_eval.router = rc.router;
+  final_eval.metrics = metrics;
+  final_eval.seed = rc.seed;
+  final_eval.git_revision = o.git_revision;
+  writer.write_final_eval(final_eval);
+  torch::optim::AdamW fresh(model.parameters(), torch::optim::AdamWOptions(o.lr));  // the checkpoint format wants one
+  save_checkpoint(writer.dir().string(), model, fresh, {last_step, sampler.state(), save_router_states(model)}, 1);
+  result["wall_s"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  replace_owned_file(writer.dir() / "finetune.json", result.dump(2) + "\n");
   return result;
 }
 

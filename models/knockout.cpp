@@ -4,6 +4,7 @@
 #include <ATen/ops/zeros.h>
 #include <c10/core/GradMode.h>
 
+#include <cmath>
 #include <cstdio>
 
 #include "metrics/expert_importance.h"
@@ -31,7 +32,7 @@ nlohmann::json run_knockout(LoadedRun& run, const KnockoutOptions& options) {
   std::vector<double> base_loss;
   std::vector<int64_t> tokens;
   for (const auto& d : base.domains) {
-    base_loss.push_back(d.loss_bits);
+    base_loss.push_back(d.loss_bits.value_or(NAN));
     tokens.push_back(d.n_tokens);
   }
   std::vector<KnockoutLayer> layers;
@@ -48,7 +49,7 @@ nlohmann::json run_knockout(LoadedRun& run, const KnockoutOptions& options) {
       const EvalResult ev = eval();
       run.moe[l]->removed_experts = at::Tensor();
       std::vector<double> inc(n_domains);
-      for (std::size_t d = 0; d < n_domains; ++d) inc[d] = ev.domains[d].loss_bits - base_loss[d];
+      for (std::size_t d = 0; d < n_domains; ++d) inc[d] = ev.domains[d].loss_bits.value_or(NAN) - base_loss[d];
       kl.loss_increase.push_back(inc);
     }
     if (options.progress)

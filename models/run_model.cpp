@@ -5,12 +5,11 @@
 #include <torch/optim/adamw.h>
 
 #include <filesystem>
-#include <fstream>
-#include <nlohmann/json.hpp>
 #include <stdexcept>
 
 #include "common/config_binder.h"
 #include "oracle/reference_groups.h"
+#include "runs/run_reader.h"
 
 namespace moetb {
 namespace fs = std::filesystem;
@@ -67,28 +66,6 @@ void load_router_states(MoETransformerImpl& model, const std::vector<std::vector
   for (std::size_t i = 0; i < routers.size(); ++i) routers[i]->load_state(states[i]);
 }
 
-std::string latest_trace_path(const std::string& run_dir) {
-  const fs::path run(run_dir);
-  std::ifstream in(run / "eval.json");
-  if (in) {
-    const auto j = nlohmann::json::parse(in, nullptr, false);
-    if (!j.is_discarded() && j.contains("trace") && j["trace"].is_string()) {
-      const fs::path p = run / j["trace"].get<std::string>();
-      std::error_code ec;
-      if (fs::exists(p, ec)) return p.string();
-    }
-  }
-  std::string best;
-  std::error_code ec;
-  if (!fs::is_directory(run / "traces", ec)) return "";
-  for (const auto& e : fs::directory_iterator(run / "traces", ec)) {
-    const std::string name = e.path().filename().string();
-    if (name.rfind("step-", 0) == 0 && e.path().extension() == ".safetensors" && e.path().string() > best)
-      best = e.path().string();
-  }
-  return best;
-}
-
 LoadedRun load_run(const std::string& run_dir, const std::string& device) {
   LoadedRun r;
   r.dir = run_dir;
@@ -99,14 +76,9 @@ LoadedRun load_run(const std::string& run_dir, const std::string& device) {
   ConfigBinder binder;
   bind_train_config(binder, r.cfg);
   binder.load_file((run / "config.toml").string());
-  // run.json records the dataset's absolute path; config.toml has it as the user wrote it.
-  std::ifstream info_in(run / "run.json");
-  if (info_in) {
-    const auto info = nlohmann::json::parse(info_in, nullptr, false);
-    if (!info.is_discarded() && info.contains("dataset") && info["dataset"].is_string() &&
-        fs::exists(info["dataset"].get<std::string>(), ec))
-      r.cfg.data_dir = info["dataset"].get<std::string>();
-  }
+  // run.json records the dataset's absolute path; older config.toml files hold it as the user wrote it.
+  if (const auto info = runs::read_run_info(run); info && !info->dataset.empty() && fs::exists(info->dataset, ec))
+    r.cfg.data_dir = info->dataset;
   if (!device.empty()) r.cfg.device = device;
   validate_train_config(r.cfg);
   if (r.cfg.device == "cuda") {

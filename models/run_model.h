@@ -35,10 +35,6 @@ LoadedRun load_run(const std::string& run_dir, const std::string& device = "");
 ModelConfig run_model_config(const TrainConfig& c, const Dataset& data, const std::vector<std::vector<int>>& groups);
 std::vector<std::vector<int>> run_reference_groups(const TrainConfig& c, const Dataset& data);
 
-// The trace of the run's last evaluation (eval.json's "trace", else the newest
-// traces/step-*.safetensors); "" when there is none.
-std::string latest_trace_path(const std::string& run_dir);
-
 // Router states of every MoE layer (evaluation must not move the routers' streams).
 std::vector<std::vector<uint64_t>> save_router_states(MoETransformerImpl& model);
 void load_router_states(MoETransformerImpl& model, const std::vector<std::vector<uint64_t>>& states);

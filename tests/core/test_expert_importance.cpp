@@ -11,6 +11,7 @@
 #include "metrics/expert_importance.h"
 #include "metrics/expert_paths.h"
 #include "metrics/expert_selection.h"
+#include "reports/knockout_figures.h"
 
 using namespace moetb;
 
@@ -70,4 +71,19 @@ TEST_CASE("knockout_json: specialization, concentration and the correlations", "
   REQUIRE(j["correlation"]["cell"]["spearman"].is_number());
   REQUIRE(j["correlation"]["expert"]["n"] == 2);
   REQUIRE(j["correlation"]["expert"]["spearman"].is_null());  // two points
+}
+
+TEST_CASE("knockout_figures: one heatmap per layer with the correlations; a foreign document is a note", "[reports]") {
+  KnockoutLayer l;
+  l.counts = matrix(2, 3, {90, 10, 0, 10, 90, 0});
+  l.loss_increase = {{0.5, 0.1}, {0.0, 0.3}, {0.0, 0.0}};
+  nlohmann::json j = knockout_json({l, l}, {"a", "b"}, {2.0, 3.0}, {100, 100});
+  j["format"] = "moetb-knockout/1";
+  const std::string html = moetb::reports::knockout_figures(j);
+  std::size_t figures = 0;
+  for (std::size_t at = html.find("chart heatmap knockout"); at != std::string::npos; at = html.find("chart heatmap knockout", at + 1))
+    ++figures;
+  REQUIRE(figures == 2);
+  REQUIRE(html.find("Spearman") != std::string::npos);
+  REQUIRE(moetb::reports::knockout_figures(nlohmann::json::object()).find("not a moetb-knockout/1") != std::string::npos);
 }

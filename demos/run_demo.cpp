@@ -12,6 +12,7 @@
 #include <ostream>
 #include <thread>
 
+#include "common/safe_output.h"
 #include "metrics/trace.h"
 #include "reports/report.h"
 #include "runs/run_reader.h"
@@ -115,7 +116,7 @@ int run_demo(const DemoRunOptions& a, std::ostream& cout, std::ostream& cerr) {
   const bool ours = fs::exists(out / "sweep.json") || fs::exists(out / "demo.toml");
   if (fs::exists(out) && !ours && !fs::is_empty(out))
     throw std::invalid_argument(out.string() + " exists and is not a demo folder; choose another --out");
-  if (a.force && fs::exists(out)) fs::remove_all(out);
+  if (a.force && fs::exists(out)) remove_output(out, OutputKind::sweep);  // only a sweep (or empty) folder
   const auto t0 = std::chrono::steady_clock::now();
 
   cout << "moetb demo " << demo.name << ": " << demo.summary << "\n";

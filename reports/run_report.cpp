@@ -48,9 +48,9 @@ std::string config_content(const fs::path& dir, const nlohmann::json& run, const
   fact("git revision", text_of(run.value("git_revision", final_eval.value("git_revision", nlohmann::json()))));
   std::string out = facts.rows.empty() ? note("run.json is missing, so the run's settings are unknown.") : table(facts);
   std::error_code ec;
-  if (fs::exists(dir / "config.toml", ec))
+  if (fs::exists(dir / runs::kConfigFile, ec))
     out += "<details><summary>The effective config (config.toml, reusable with <code>moetb train --config</code>)</summary><pre>" +
-           esc(read_text((dir / "config.toml").string())) + "</pre></details>\n";
+           esc(read_text((dir / runs::kConfigFile).string())) + "</pre></details>\n";
   return out;
 }
 

@@ -1,5 +1,6 @@
 // `moetb finetune RUN --domain D --arm A --steps S --out DIR`: fine-tune a trained run on
 // one domain with only the arm's parameters trainable (models/finetune.h, docs/finetune.md).
+// DBES expert paths (arXiv 2605.18498) with random / least-used / all-expert / full controls.
 #include <iostream>
 #include <memory>
 

@@ -1,5 +1,6 @@
 // `moetb knockout RUN`: per MoE layer and expert, the per-domain validation loss increase
 // when the expert is removed, beside its routing specialization (models/knockout.h).
+// JSON (moetb-knockout/1) to stdout or -o FILE; RUN/knockout.json feeds `moetb report RUN`.
 #include <memory>
 
 #include "cli/commands.h"

@@ -1,4 +1,6 @@
-// spearman and knockout_json (expert_importance.h).
+// spearman and knockout_json (expert_importance.h): average-rank Spearman correlation and
+// the moetb-knockout/1 body (per-expert routing shares, specialization, loss increases and
+// their concentration). Routing vs causal importance as in arXiv 2606.10703.
 #include "metrics/expert_importance.h"
 
 #include <algorithm>

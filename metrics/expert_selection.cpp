@@ -1,4 +1,6 @@
-// select_finetune_experts (expert_selection.h).
+// select_finetune_experts (expert_selection.h): the fine-tune arms of docs/finetune.md over
+// per-layer domain x expert counts: DBES's expert paths (arXiv 2605.18498) and the controls
+// of equal size (seeded random draws, least-used experts).
 #include "metrics/expert_selection.h"
 
 #include <algorithm>

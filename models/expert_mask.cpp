@@ -1,4 +1,6 @@
 // remove_experts (expert_mask.h): empty the removed experts' slots, rescale the rest.
+// Only tokens that held a removed expert change; the others keep their decision bit for
+// bit. Used by `moetb knockout` (models/knockout.h); causal importance as in arXiv 2606.10703.
 #include "models/expert_mask.h"
 
 #include <ATen/ops/ones_like.h>

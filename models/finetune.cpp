@@ -1,5 +1,7 @@
 // run_finetune (finetune.h): load the run, pick the arm's experts from the routing trace,
-// freeze the rest, train on the target domain's tokens, evaluate before and after.
+// freeze the rest (frozen slices restored after every step), train on the target domain's
+// tokens, evaluate before and after, write a run directory through runs/ with finetune.json.
+// DBES expert paths (arXiv 2605.18498) and the random/least controls.
 #include "models/finetune.h"
 
 #include <ATen/ops/cross_entropy_loss.h>

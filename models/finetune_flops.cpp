@@ -1,4 +1,6 @@
-// step_flops (finetune_flops.h).
+// step_flops (finetune_flops.h): the forward FLOPs of one step from its routing, and the
+// backward FLOPs of a partial fine-tune (input gradients above the lowest trainable block,
+// weight gradients of trainable experts only). A multiply-add is 2 FLOPs, as in arXiv 2001.08361.
 #include "models/finetune_flops.h"
 
 namespace moetb {

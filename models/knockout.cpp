@@ -1,4 +1,6 @@
-// run_knockout (knockout.h): one unablated evaluation, then one per (layer, expert).
+// run_knockout (knockout.h): one unablated evaluation, then one per (layer, expert) with
+// that expert removed (models/expert_mask.h), router states restored before each pass so
+// random routers draw the same choices; routing counts from the unablated trace.
 #include "models/knockout.h"
 
 #include <ATen/ops/zeros.h>

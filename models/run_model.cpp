@@ -1,4 +1,6 @@
-// load_run and friends (run_model.h): config.toml -> TrainConfig -> model + checkpoint.
+// load_run and friends (run_model.h): config.toml -> TrainConfig -> model + checkpoint,
+// the dataset path from run.json (runs/), MoE layers found by module name. Builds the
+// same model config as the trainer (docs/training.md).
 #include "models/run_model.h"
 
 #include <torch/cuda.h>

@@ -1,4 +1,6 @@
-// Knockout heatmaps (knockout_figures.h): domain x expert loss increase, one scale for all layers.
+// Knockout heatmaps (knockout_figures.h): per MoE layer, domain x expert loss increase when
+// the expert is removed, one colour scale for all layers, captioned with the Spearman
+// correlations against routing specialization (docs/finetune.md).
 #include "reports/knockout_figures.h"
 
 #include <algorithm>

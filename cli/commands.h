@@ -18,5 +18,7 @@ void add_demo(CLI::App& app);
 void add_train(CLI::App& app);
 void add_routers(CLI::App& app);
 void add_env(CLI::App& app);  // moetb-torch's `env` (cli/cmd_env.cpp)
+void add_finetune(CLI::App& app);
+void add_knockout(CLI::App& app);
 
 }  // namespace moetb::cli

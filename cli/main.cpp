@@ -20,7 +20,7 @@
 
 namespace {
 
-constexpr const char* kTorchCommands[] = {"train", "routers", "env"};
+constexpr const char* kTorchCommands[] = {"train", "routers", "env", "finetune", "knockout"};
 
 std::filesystem::path torch_binary_path(char** argv) {
   std::error_code ec;
@@ -70,5 +70,7 @@ int main(int argc, char** argv) {
   app.add_subcommand("train", "Train a small MoE language model and record its routing (LibTorch)");
   app.add_subcommand("routers", "List every router and router option with its reference (LibTorch)");
   if (has_torch) app.add_subcommand("env", "Print the environment moetb trains in: CPU, BLAS and its kernel, threads, libtorch, CUDA");
+  app.add_subcommand("finetune", "Fine-tune a run on one domain with only chosen experts trainable (LibTorch)");
+  app.add_subcommand("knockout", "Causal expert importance: loss increase per domain when each expert is removed (LibTorch)");
   return moetb::cli::run_app(app, argc, argv);
 }

@@ -1,4 +1,5 @@
-// moetb-torch: the LibTorch half of the moetb command line (`train`, `routers`, `env`). Users
+// moetb-torch: the LibTorch half of the moetb command line (`train`, `routers`, `env`,
+// `finetune`, `knockout`). Users
 // call it through `moetb train ...` / `moetb routers`, which exec it; it parses the same
 // arguments and reports failures the same way (one line, exit code 1).
 #include <CLI/CLI.hpp>
@@ -17,5 +18,7 @@ int main(int argc, char** argv) {
   moetb::cli::add_train(app);
   moetb::cli::add_routers(app);
   moetb::cli::add_env(app);
+  moetb::cli::add_finetune(app);
+  moetb::cli::add_knockout(app);
   return moetb::cli::run_app(app, argc, argv);
 }

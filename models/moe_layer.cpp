@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "models/fused_ops.h"
+#include "models/expert_mask.h"
 #include "routers/capacity.h"
 
 namespace moetb {
@@ -129,6 +130,7 @@ RoutingDecision MoEFeedForwardImpl::route(const at::Tensor& x, const RouteContex
     dropped = apply_capacity(d, cfg_.n_experts, cap, cfg_.router.drop_policy);
   }
   d.aux_terms["dropped_fraction"] = dropped;
+  if (removed_experts.defined()) remove_experts(d, removed_experts);
   return d;
 }
 

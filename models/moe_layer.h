@@ -53,6 +53,9 @@ class MoEFeedForwardImpl : public torch::nn::Module {
   at::Tensor shared_gate;    // [d_model, n_shared * d_ff], undefined without shared experts
   at::Tensor shared_up;      // [d_model, n_shared * d_ff]
   at::Tensor shared_down;    // [n_shared * d_ff, d_model]
+  // Knockout hook (models/expert_mask.h): [E] bool, true = the expert is removed: route()
+  // empties its slots and rescales the token's other weights. Undefined (default) = none.
+  at::Tensor removed_experts;
 
  private:
   MoEConfig cfg_;

@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "reports/html.h"
+#include "reports/knockout_figures.h"
 #include "reports/metric_table.h"
 #include "reports/report_kinds.h"
 #include "reports/routing_figures.h"
@@ -123,6 +124,12 @@ std::string render_run(const std::string& path, const ReportOptions& options) {
                   "How early the router settles: each evaluation's routing compared with the final one.",
                   saturation_content(traces));
 
+  std::vector<std::pair<std::string, std::string>> toc = {{"config", "Config"}, {"curves", "Curves"}, {"metrics", "Metrics"},
+                                                         {"routing", "Routing"}, {"load", "Load"}, {"saturation", "Saturation"}};
+  if (fs::exists(dir / "knockout.json", ec)) {  // moetb knockout RUN -o RUN/knockout.json
+    body += section("knockout", "Expert knockout", "", knockout_figures(read_json((dir / "knockout.json").string())));
+    toc.emplace_back("knockout", "Knockout");
+  }
   const std::string router = at_path(run, "config.router.name").is_string() ? at_path(run, "config.router.name").get<std::string>()
                                                                             : final_eval.value("router", std::string());
   const std::string title = options.title.empty() ? "Run report: " + base_name(path) : options.title;
@@ -132,10 +139,7 @@ std::string render_run(const std::string& path, const ReportOptions& options) {
   if (!finished)
     subtitle += std::string(" \xC2\xB7 <b>not finished</b> (no eval.json yet; ") +
                 (log.evals.empty() ? "no evaluation either)" : "showing the last evaluation)");
-  return page(title, "run", subtitle,
-              {{"config", "Config"}, {"curves", "Curves"}, {"metrics", "Metrics"}, {"routing", "Routing"}, {"load", "Load"},
-               {"saturation", "Saturation"}},
-              body);
+  return page(title, "run", subtitle, toc, body);
 }
 
 }  // namespace moetb::reports

@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+# Summary of the DBES expert-path experiment (scripts/dbes-paths.sh, docs/finetune.md):
+# reads OUT/finetune/**/finetune.json ("moetb-finetune/1") and OUT/knockout/*.json
+# ("moetb-knockout/1"); per target domain and arm, the mean over pretraining seeds with a
+# 95% Student-t interval (the random arm is first averaged over its draws within a seed),
+# paths minus random and each arm's share of the full arm's gain, paired by seed; and the
+# knockout rank correlations. DBES: arXiv 2605.18498. Standard library only.
+import json
+import math
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+# Two-sided 95% Student-t quantiles t_{0.975, df}, df = 1..30; 1.96 beyond.
+T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+
+
+def interval(values):
+    """mean, half-width of the 95% t interval (None with fewer than 2 values), n"""
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    n = len(values)
+    if n == 0:
+        return {"mean": None, "ci95": None, "n": 0}
+    mean = statistics.fmean(values)
+    if n < 2:
+        return {"mean": mean, "ci95": None, "n": n}
+    t = T975[n - 2] if n - 1 <= len(T975) else 1.96
+    return {"mean": mean, "ci95": t * statistics.stdev(values) / math.sqrt(n), "n": n}
+
+
+def fmt(s, scale=1.0, digits=4, unit=""):
+    if s["mean"] is None:
+        return "-"
+    text = f"{s['mean'] * scale:.{digits}f}{unit}"
+    return text + (f" ± {s['ci95'] * scale:.{digits}f}{unit}" if s["ci95"] is not None else "") + f" (n={s['n']})"
+
+
+def main(out_dir):
+    out = Path(out_dir)
+    runs = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))  # domain -> arm -> seed -> [results]
+    for path in sorted(out.glob("finetune/**/finetune.json")):
+        r = json.loads(path.read_text())
+        if r.get("format") != "moetb-finetune/1":
+            continue
+        runs[r["domain"]][r["arm"]][r["seed"]].append(r)
+    summary = {"format": "moetb-dbes-summary/1", "domains": {}, "knockout": {}}
+    lines = ["# DBES expert paths: summary", "",
+             "Mean over pretraining seeds ± 95% t half-width; random averaged over its draws within each seed.", ""]
+    for domain, arms in sorted(runs.items()):
+        per_seed = {arm: {seed: statistics.fmean(x["target"]["gain_bits"] for x in rs) for seed, rs in seeds.items()}
+                    for arm, seeds in arms.items()}
+        d = {}
+        for arm, seeds in arms.items():
+            flat = [x for rs in seeds.values() for x in rs]
+            d[arm] = {
+                "gain_bits": interval(list(per_seed[arm].values())),
+                "forgetting_bits": interval([statistics.fmean(x["forgetting_bits"] for x in rs) for rs in seeds.values()]),
+                "trainable_fraction": interval([x["trainable_fraction"] for x in flat]),
+                "flops_fraction": interval([x["flops_fraction"] for x in flat]),
+                "runs": len(flat),
+            }
+            if "full" in per_seed:
+                d[arm]["share_of_full_gain"] = interval(
+                    [v / per_seed["full"][s] for s, v in per_seed[arm].items() if s in per_seed["full"] and per_seed["full"][s] > 0])
+        if "paths" in arms and "random" in arms:
+            diffs = [per_seed["paths"][s] - per_seed["random"][s] for s in per_seed["paths"] if s in per_seed["random"]]
+            beaten = [x["target"]["gain_bits"] for s, rs in arms["random"].items() for x in rs if s in per_seed["paths"]
+                      and per_seed["paths"][s] > x["target"]["gain_bits"]]
+            total = sum(len(rs) for s, rs in arms["random"].items() if s in per_seed["paths"])
+            d["paths_minus_random"] = {"gain_bits": interval(diffs),
+                                       "share_of_random_draws_beaten": len(beaten) / total if total else None}
+        summary["domains"][domain] = d
+        lines += [f"## target domain {domain}", "",
+                  "| arm | gain (bits) | share of full gain | forgetting (bits) | trainable | FLOPs | runs |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        for arm in ["paths", "random", "least", "experts", "full"]:
+            if arm not in d:
+                continue
+            a = d[arm]
+            lines.append(f"| {arm} | {fmt(a['gain_bits'])} | {fmt(a.get('share_of_full_gain', interval([])), 100, 1, '%')} | "
+                         f"{fmt(a['forgetting_bits'])} | {fmt(a['trainable_fraction'], 100, 1, '%')} | "
+                         f"{fmt(a['flops_fraction'], 100, 1, '%')} | {a['runs']} |")
+        if "paths_minus_random" in d:
+            p = d["paths_minus_random"]
+            lines += ["", f"paths - random (paired by seed): {fmt(p['gain_bits'])} bits; paths beats "
+                      f"{100 * (p['share_of_random_draws_beaten'] or 0):.0f}% of the random draws.", ""]
+    cells, experts = [], []
+    for path in sorted(out.glob("knockout/*.json")):
+        k = json.loads(path.read_text())
+        if k.get("format") != "moetb-knockout/1":
+            continue
+        cells.append(k["correlation"]["cell"]["spearman"])
+        experts.append(k["correlation"]["expert"]["spearman"])
+    summary["knockout"] = {"cell_spearman": interval(cells), "expert_spearman": interval(experts)}
+    lines += ["## knockout vs routing", "",
+              f"- Spearman(p_d(e), loss increase) over (layer, expert, domain): {fmt(summary['knockout']['cell_spearman'], 1, 3)}",
+              f"- Spearman(specialization, knockout concentration) over experts: {fmt(summary['knockout']['expert_spearman'], 1, 3)}",
+              ""]
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "summary.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: dbes_summary.py OUT (the folder scripts/dbes-paths.sh wrote)")
+    main(sys.argv[1])

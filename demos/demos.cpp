@@ -1,6 +1,6 @@
 // The five demos of `moetb demo` (demos.h): their specs, labels, the per-label table and the
 // report intro; the "what to look for" builders are in findings.cpp. Every run of a demo trains
-// the same small model (d_model 64, 2 MoE blocks of 8 experts, top-2, 200-250 steps of 8 x 128
+// the same small model (d_model 64, 2 MoE blocks of 8 experts, top-2, 500-600 steps of 8 x 128
 // tokens) on a small synthetic four-domain dataset, over 5 seeds, so a demo finishes in 2-3
 // minutes on two cores; the claims state an effect only where it exceeds the seed spread.
 #include "demos/demos.h"
@@ -39,11 +39,12 @@ eval.sequences = 256
 checkpoint.every = 0
 )";
 
-// Seeds and length per demo: sized by estimate (about 1 s of CPU per 10 steps at this size,
-// so 10 runs of 250 steps or 15 of 200 take 2-3 minutes on two cores). One evaluation, at the end.
+// Seeds and length per demo, sized by one measurement (docs/tutorial.md): about 8 s of CPU for a
+// 250-step run with its evaluation (9 s with scope's 4 micro-batches per step), so 10 runs of 600
+// steps or 15 of 500 take about 2 minutes on two idle cores. One evaluation, at the end.
 struct Size {
   int seeds = 5;
-  int steps = 250;
+  int steps = 600;
 };
 
 std::string spec(const std::string& name, const std::string& metrics, const std::string& datagen_extra,
@@ -71,7 +72,7 @@ std::vector<Demo> make_catalogue() {
                "whole step (the global batch).",
                spec("scope", R"("val_bits", "rs", "di", "load.max_vio")", "packing = \"domain\"   # one domain per sequence\n",
                     "router.name = \"topk\"\nrouter.balance_coef = 0.1\ntrain.accum_steps = 4\n",
-                    "[[axes]]\nrouter.balance_scope = [\"micro_batch\", \"global_batch\"]\n", {5, 200}, 2),
+                    "[[axes]]\nrouter.balance_scope = [\"micro_batch\", \"global_batch\"]\n", {5, 500}, 2),
                {"micro-batch balancing", "global-batch balancing"},
                {"val_bits", "rs", "di", "load.max_vio", "train.max_vio"},
                nullptr});
@@ -87,7 +88,7 @@ std::vector<Demo> make_catalogue() {
                "Three settings on the same data: the oracle router (each domain restricted to its own block of 2 "
                "experts), learned top-k with the default balance loss, and uniform random routing.",
                spec("oracle", R"("val_bits", "rs", "di", "purity")", "", "", "[[axes]]\nrouter.name = [\"oracle\", \"topk\", \"random\"]\n",
-                    {5, 200}),
+                    {5, 500}),
                {"oracle", "top-k (learned)", "random"},
                {"val_bits", "gap_closed", "rs", "di", "purity", "load.max_vio"},
                nullptr});

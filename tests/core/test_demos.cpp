@@ -102,7 +102,7 @@ TEST_CASE("demos: every spec parses and expands to the runs its labels describe"
     CHECK(d.findings != nullptr);
     for (const auto& c : d.columns) CHECK_FALSE(demo_column_help(c).empty());
     for (const auto& r : all) {  // sized to finish in 2-3 minutes on two cores
-      CHECK(value_of(r, "train.steps") == (d.name == "scope" || d.name == "oracle" ? "200" : "250"));
+      CHECK(value_of(r, "train.steps") == (d.name == "scope" || d.name == "oracle" ? "500" : "600"));
       CHECK(value_of(r, "eval.every") == value_of(r, "train.steps"));
     }
   }

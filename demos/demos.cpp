@@ -41,7 +41,8 @@ checkpoint.every = 0
 
 // Seeds and length per demo, sized by one measurement (docs/tutorial.md): about 8 s of CPU for a
 // 250-step run with its evaluation (9 s with scope's 4 micro-batches per step), so 10 runs of 600
-// steps or 15 of 500 take about 2 minutes on two idle cores. One evaluation, at the end.
+// steps or 15 of 500 take about 2 minutes on two idle cores. Four evaluations (a routing trace
+// each), so the run reports show the routing metrics over training as a curve.
 struct Size {
   int seeds = 5;
   int steps = 600;
@@ -52,7 +53,7 @@ std::string spec(const std::string& name, const std::string& metrics, const std:
   std::string seeds;
   for (int s = 1; s <= size.seeds; ++s) seeds += (s > 1 ? ", " : "") + std::to_string(s);
   return "[sweep]\nname = \"demo-" + name + "\"\nseeds = [" + seeds + "]\nmetrics = [" + metrics + "]\n\n" + kData + datagen_extra +
-         kBase + "train.steps = " + std::to_string(size.steps) + "\neval.every = " + std::to_string(size.steps) +
+         kBase + "train.steps = " + std::to_string(size.steps) + "\neval.every = " + std::to_string(size.steps / 4) +
          "\ntrain.micro_batch = " + std::to_string(micro_batch) + "\n" + base_extra + "\n" + axes;
 }
 

@@ -67,11 +67,12 @@ std::vector<std::pair<std::string, std::string>> write_run_reports(const Demo& d
     if (row == nullptr || row->status != "ok" || !fs::exists(dir.train_dir(row->entry.id) / "train_log.jsonl")) continue;  // e.g. a stand-in trainer
     reports::ReportOptions ro;
     ro.title = "moetb demo " + demo.name + ": " + runs.labels[i] + seed_note;
+    ro.name = runs.labels[i];
     std::string beside;
     for (std::size_t j = 0; j < runs.labels.size(); ++j) {
       const ResultRow* other = runs.rows[j][0];
       if (j == i || other == nullptr || other->status != "ok") continue;
-      ro.references.push_back(dir.train_dir(other->entry.id).string());
+      ro.references.push_back(runs.labels[j] + "=" + dir.train_dir(other->entry.id).string());  // named by its label
       beside += (beside.empty() ? "" : ", ") + other->entry.id + " = " + runs.labels[j];
     }
     ro.intro_html = "<p>One run of <a href=\"report.html\">moetb demo " + demo.name + "</a>: <strong>" + runs.labels[i] + seed_note +

@@ -136,18 +136,34 @@ std::vector<std::pair<std::string, std::string>> sweep_plots(const ResultsTable&
       plots.emplace_back("plots/" + file_part(m) + "-vs-" + file_part(short_axis(t.axis_keys[a])) + ".svg", render_line_chart(chart));
     }
   }
-  // Utilization against RS, one point per completed run, one colour per router.
+  // Utilization against RS, one point per completed run, one colour per combination of the axes
+  // that vary among the runs (the router, the coefficient, ...), so no axis hides inside a colour.
   LineChart scatter;
   scatter.title = "Expert utilization against Routing Specialization (one point per run)";
   scatter.x_label = column_title("rs");
   scatter.y_label = column_title("load.utilization") + " (1 = balanced)";
   scatter.draw_lines = false;
+  std::vector<bool> varies(t.axis_keys.size(), false);
+  for (std::size_t b = 0; b < t.axis_keys.size(); ++b) {
+    std::set<std::string> values;
+    for (const auto& r : t.rows)
+      if (r.status == "ok")
+        for (const auto& [k, v] : r.entry.axes)
+          if (k == t.axis_keys[b]) values.insert(v);
+    varies[b] = values.size() > 1;
+  }
   std::map<std::string, std::size_t> series_of;
   for (const auto& r : t.rows) {
     const auto rs = r.values.find("rs");
     const auto util = r.values.find("load.utilization");
     if (r.status != "ok" || rs == r.values.end() || util == r.values.end()) continue;
-    const std::string name = r.router.empty() ? "runs" : r.router;
+    std::string name;
+    for (std::size_t b = 0; b < t.axis_keys.size(); ++b) {
+      if (!varies[b]) continue;
+      for (const auto& [k, v] : r.entry.axes)
+        if (k == t.axis_keys[b]) name += (name.empty() ? "" : ", ") + (k == "router.name" ? v : last_part(k) + "=" + v);
+    }
+    if (name.empty()) name = r.router.empty() ? "runs" : r.router;
     auto [it, fresh] = series_of.emplace(name, scatter.series.size());
     if (fresh) scatter.series.push_back({name, {}, {}, {}});
     scatter.series[it->second].x.push_back(rs->second);

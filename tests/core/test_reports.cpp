@@ -195,6 +195,17 @@ TEST_CASE("report: a tiny real training run has curves, heatmaps, metrics beside
   const std::string ref = ttu::read_bytes(cli.work.file("ref.html"));
   CHECK(ttu::contains(ref, "<th scope=\"col\" class=\"num\">random</th><th scope=\"col\">what it means</th>"));
   CHECK(count(ref, ">oracle</th>") == 0);
+  // NAME=DIR names a reference; its curves overlay this run's, and the heatmaps share one colour scale.
+  const ctu::Result named = cli.run("report demo/topk --out named.html --reference 'the random floor=demo/random'");
+  INFO(named.err);
+  REQUIRE(named.rc == 0);
+  const std::string nh = ttu::read_bytes(cli.work.file("named.html"));
+  CHECK(ttu::contains(nh, ">the random floor</th>"));
+  CHECK(ttu::contains(nh, "<section id=\"overlays\">"));
+  CHECK(ttu::contains(nh, "data-curve=\"overlay-loss\""));
+  CHECK(ttu::contains(nh, "and for the reports of the runs compared (this run, the random floor)"));
+  CHECK(ttu::contains(nh, "chance level 1/E = 0.250"));
+  check_self_contained(nh);
 }
 
 TEST_CASE("report: bad input is one line, exit 1 and no output file", "[reports]") {

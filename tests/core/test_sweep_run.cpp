@@ -110,6 +110,7 @@ TEST_CASE("sweep run: a failing run is recorded and does not stop the others; --
   CHECK(ttu::contains(ttu::read_bytes(cli.work.file("sw/plots/val_bits-vs-fake_loss.svg")), "n = 2 seeds"));
   CHECK(fs::exists(cli.work.file("sw/plots/val_bits-vs-fake_fail.svg")));
   CHECK(fs::exists(cli.work.file("sw/plots/utilization-vs-rs.svg")));
+  CHECK(ttu::contains(ttu::read_bytes(cli.work.file("sw/plots/utilization-vs-rs.svg")), ">loss=3.0</text>"));  // coloured by the axis that varies
   const ctu::Result bad = cli.run("sweep collect sw --metrics nope");
   CHECK(bad.rc == 1);
   CHECK(ctu::one_line(bad.err));

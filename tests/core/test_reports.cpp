@@ -218,7 +218,7 @@ TEST_CASE("report: bad input is one line, exit 1 and no output file", "[reports]
   for (const std::string args : {"report nowhere --out out.html", "report notes.txt --out out.html",
                                   "report bad.safetensors --out out.html", "report empty --out out.html",
                                   "report t.safetensors", "report t.safetensors --out out.html --reference badref",
-                                  "report t.safetensors --out missing-dir/out.html"}) {
+                                  "report nowhere --out missing-dir/out.html"}) {
     INFO(args);
     const ctu::Result r = cli.run(args);
     CHECK(r.rc == 1);
@@ -228,4 +228,7 @@ TEST_CASE("report: bad input is one line, exit 1 and no output file", "[reports]
   }
   // Nothing but the inputs is left behind (no temporary files either).
   CHECK(cli.work.entries() == std::vector<std::string>{"bad.safetensors", "badref", "empty", "notes.txt", "t.safetensors"});
+  // A good report into a folder that does not exist yet creates it.
+  REQUIRE(cli.run("report t.safetensors --out new/dir/out.html").rc == 0);
+  CHECK(fs::exists(cli.work.file("new/dir/out.html")));
 }

@@ -267,8 +267,11 @@ std::string demo_table(const Demo& demo, const ResultsTable& table) {
   const DemoRuns runs = demo_runs(demo, table);
   std::size_t label_w = 3;
   for (const auto& l : runs.labels) label_w = std::max(label_w, l.size());
-  auto pad = [](const std::string& s, std::size_t w, bool right) {
-    const std::string sp(w > s.size() ? w - s.size() : 0, ' ');
+  auto columns = [](const std::string& s) {  // characters on screen: UTF-8 continuation bytes do not count ("±")
+    return static_cast<std::size_t>(std::count_if(s.begin(), s.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
+  };
+  auto pad = [&](const std::string& s, std::size_t w, bool right) {
+    const std::string sp(w > columns(s) ? w - columns(s) : 0, ' ');
     return right ? sp + s : s + sp;
   };
   std::vector<std::vector<std::string>> cells(runs.labels.size());
@@ -280,7 +283,7 @@ std::string demo_table(const Demo& demo, const ResultsTable& table) {
       const bool count = col.size() > 4 && col.compare(col.size() - 4, 4, "_max") == 0;
       const sweeps::SampleSummary st = sweeps::summarize(runs.values(l, col));
       std::string cell = runs.finished(l) == 0 ? "failed" : st.n == 0 ? "-" : count ? whole(st.mean) : mean_sd(st);
-      widths[c] = std::max(widths[c], cell.size());
+      widths[c] = std::max(widths[c], columns(cell));
       cells[l].push_back(cell);
     }
   }

@@ -288,9 +288,13 @@ std::string overlay_figures(const std::vector<std::pair<std::string, TrainLog>>&
                    "Training loss of this run (first in the legend) and of each run beside it, one colour per run, on the "
                    "same axes." + thinned_note(bucket));
   }
-  const std::vector<std::pair<std::string, std::string>> keys = {{"eval.loss_bits", "Validation loss"}, {"metrics_summary.rs", "RS"},
-                                                                  {"metrics_summary.load.utilization", "Utilization"}};
-  for (const auto& [key, label] : keys) {
+  struct Overlay {
+    std::string key, label, id;
+  };
+  const std::vector<Overlay> keys = {{"eval.loss_bits", "Validation loss", "overlay-val"},
+                                     {"metrics_summary.rs", "RS", "overlay-rs"},
+                                     {"metrics_summary.load.utilization", "Utilization", "overlay-utilization"}};
+  for (const auto& [key, label, id] : keys) {
     auto c = chart(label + " at each evaluation, runs compared", key == "eval.loss_bits" ? "cross-entropy (bits/token)" : label);
     for (std::size_t i = 0; i < runs.size(); ++i) {
       Points p;
@@ -302,7 +306,7 @@ std::string overlay_figures(const std::vector<std::pair<std::string, TrainLog>>&
       if (!p.empty()) c.series.push_back(series(runs[i].first, p, static_cast<int>(i), true));
     }
     if (!c.series.empty())
-      out += curve(c, "overlay-" + key,
+      out += curve(c, id,
                    label + " at every evaluation of each run, one colour per run (the same colours as the loss overlay). "
                    "One run per setting: a gap between curves smaller than the spread between seeds is not an effect "
                    "(compare seeds with moetb compare --a RUN... --b RUN...).");

@@ -1,5 +1,7 @@
-// Groups of runs compared over seeds (compare_runs.h): pairing, per-metric paired intervals,
-// the JSON and its table.
+// Groups of runs compared over seeds (compare_runs.h): pairing by seed (else by order), each
+// run's metric summary from its trace (metrics/trace_metrics.h) plus its validation loss, the
+// per-metric paired 95% t intervals (sweeps/paired.h), the JSON and its table. The metrics are
+// those of the MoE Routing Testbed (arXiv 2604.07030) and DBES (arXiv 2605.18498).
 #include "cli/compare_runs.h"
 
 #include <algorithm>

@@ -1,4 +1,6 @@
-// Resolving a run directory to its latest evaluation trace (trace_input.h).
+// Resolving a run directory to its latest evaluation trace (trace_input.h): eval.json's
+// "trace", else the newest traces/step-*.safetensors; the seed from eval.json or run.json and
+// the validation loss from eval.json. Anything else passes through as a trace path.
 #include "cli/trace_input.h"
 
 #include <filesystem>

@@ -1,5 +1,6 @@
 // The demos' claim builder (claims.h): per-label values over seeds, the paired effect of two
-// labels, and the sentence that states it as an effect or as within seed noise.
+// labels (sweeps/paired.h), and the sentence that states it as an effect or as within seed
+// noise. The demos follow the MoE Routing Testbed's experiments (arXiv 2604.07030).
 #include "demos/claims.h"
 
 #include <cmath>

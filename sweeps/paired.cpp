@@ -1,5 +1,7 @@
 // Paired-by-seed differences between sweep groups that differ in one axis (see paired.h):
-// matching runs by seed, the t interval of the mean difference, the tables and the charts.
+// matching runs by seed, the t interval of the mean difference (Student's t from stats.h),
+// the Markdown section and CSV, and the charts (charts/line_chart.h). The sweep design is the
+// MoE Routing Testbed's (arXiv 2604.07030).
 #include "sweeps/paired.h"
 
 #include <algorithm>

@@ -1,6 +1,7 @@
 // `moetb runs RUN...`: the side-by-side table of finished training runs (their eval.json):
 // validation loss against the entropy-rate floor, the share of the unigram-to-floor gap
-// closed, and the metric summary (RS, NER, DI, RSS, purity, load). Torch-free.
+// closed, and the metric summary (RS, NER, DI, RSS, purity, load), read through runs/.
+// A domain or run without evaluation tokens shows "-", never 0. Torch-free.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -15,21 +16,22 @@
 
 #include "cli/commands.h"
 #include "cli/output.h"
+#include "runs/run_reader.h"
 #include <nlohmann/json.hpp>
 
 namespace moetb::cli {
 namespace {
 
+// eval.json through the run-directory reader (runs/); a run from before the format marker
+// is read with a note on stderr.
 nlohmann::json read_eval(const std::string& run) {
-  const std::string path = (std::filesystem::path(run) / "eval.json").string();
-  std::ifstream in(path);
-  if (!in) throw std::invalid_argument(path + ": cannot read (is the run finished?)");
-  std::stringstream text;
-  text << in.rdbuf();
-  nlohmann::json j = nlohmann::json::parse(text.str(), nullptr, false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("eval") || !j.contains("metrics_summary"))
-    throw std::invalid_argument(path + ": not an eval.json written by moetb train");
-  return j;
+  std::vector<std::string> notes;
+  runs::read_run_info(run, &notes);
+  for (const auto& n : notes) std::cerr << "note: " << n << "\n";
+  const auto final_eval = runs::read_final_eval(run);
+  if (!final_eval)
+    throw std::invalid_argument((std::filesystem::path(run) / runs::kEvalFile).string() + ": cannot read (is the run finished?)");
+  return final_eval->to_json();
 }
 
 std::string num(const nlohmann::json& j, const char* fmt) {

@@ -1,6 +1,7 @@
 // `moetb train`: train a small MoE LM on a datagen dataset (models/trainer.h). Settings:
 // defaults < --config FILE.toml < dedicated flags (--data, --router, --steps, --threads,
 // --device, --seed) < --set key=value. --resume continues a run from its last checkpoint.
+#include <filesystem>
 #include <iostream>
 #include <memory>
 
@@ -21,6 +22,8 @@ struct TrainArgs {
 };
 
 void run_train(const TrainArgs& a) {
+  if (a.resume && a.force)
+    throw std::invalid_argument("--resume and --force cannot be combined: --resume continues the run, --force replaces it");
   TrainConfig cfg;
   ConfigBinder binder;
   bind_train_config(binder, cfg);
@@ -37,6 +40,8 @@ void run_train(const TrainArgs& a) {
   if (a.seed >= 0) binder.set("train.seed=" + std::to_string(a.seed));
   for (const auto& s : a.sets) binder.set(s);
   validate_train_config(cfg);
+  // Stored paths are absolute: the run's config.toml works from any folder.
+  cfg.data_dir = std::filesystem::absolute(cfg.data_dir).lexically_normal().string();
   TrainOptions opts;
   opts.run_dir = a.out;
   opts.resume = a.resume;
@@ -52,8 +57,10 @@ void run_train(const TrainArgs& a) {
     return;
   }
   const auto& ev = r.eval["eval"];
-  std::cerr << "done: " << a.out << "/eval.json, val loss " << ev["loss_bits"].get<double>() << " bits";
-  if (ev["floor_bits"].is_number())
+  std::cerr << "done: " << a.out << "/eval.json, val loss ";
+  if (ev["loss_bits"].is_number()) std::cerr << ev["loss_bits"].get<double>() << " bits";
+  else std::cerr << "n/a (no evaluation tokens)";
+  if (ev["floor_bits"].is_number() && ev["unigram_bits"].is_number() && ev["gap_closed"].is_number())
     std::cerr << " (floor " << ev["floor_bits"].get<double>() << ", unigram " << ev["unigram_bits"].get<double>()
               << ", gap closed " << ev["gap_closed"].get<double>() << ")";
   std::cerr << "\n";

@@ -8,11 +8,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <optional>
 #include <stdexcept>
 
 #include "demos/findings.h"
+#include "runs/run_reader.h"
 #include "sweeps/sweep_spec.h"
 
 namespace moetb::demos {
@@ -166,32 +166,35 @@ const Demo& find_demo(const std::string& name) {
 }
 
 std::map<std::string, double> train_log_extras(const std::filesystem::path& train_log, int tail) {
-  std::ifstream in(train_log);
-  std::vector<nlohmann::json> steps;
-  for (std::string line; std::getline(in, line);) {
-    nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
-    if (j.is_discarded() || !j.is_object() || !j.contains("load") || !j["load"].is_array() || j["load"].empty()) continue;
-    steps.push_back(std::move(j));
-  }
   std::map<std::string, double> out;
+  runs::TrainLog log;
+  try {
+    log = runs::read_train_log(train_log);
+  } catch (const std::exception&) {
+    return out;  // unreadable: no figures
+  }
+  std::vector<const runs::StepRecord*> steps;
+  for (const auto& s : log.steps)
+    if (!s.load.empty()) steps.push_back(&s);
   if (steps.empty()) return out;
+  auto or0 = [](double x) { return std::isfinite(x) ? x : 0.0; };
   const std::size_t keep = static_cast<std::size_t>(std::max(1, tail));
   const std::size_t from = steps.size() > keep ? steps.size() - keep : 0;
   double vio = 0, min_load = 0, dropped = 0;
   for (std::size_t i = from; i < steps.size(); ++i) {
-    const auto& load = steps[i]["load"];
+    const runs::StepRecord& s = *steps[i];
     double worst_min = INFINITY, worst_vio = 0, drop = 0;
-    for (const auto& l : load) {
-      const double max_share = l.value("max_share", 0.0), min_share = l.value("min_share", 0.0);
-      const double v = l.value("violation", 0.0);  // E * max_share - 1, so min_share * E = min_share * (v + 1) / max_share
+    for (const auto& l : s.load) {
+      const double max_share = or0(l.max_share), min_share = or0(l.min_share);
+      const double v = or0(l.violation);  // E * max_share - 1, so min_share * E = min_share * (v + 1) / max_share
       worst_min = std::min(worst_min, max_share > 0 ? min_share * (v + 1.0) / max_share : 0.0);
       worst_vio = std::max(worst_vio, v);
-      drop += l.value("dropped_fraction", 0.0);
+      drop += or0(l.dropped_fraction);
     }
-    vio += steps[i].value("max_load_violation", worst_vio);
+    vio += std::isfinite(s.max_load_violation) ? s.max_load_violation : worst_vio;
     min_load += worst_min;
-    const auto& terms = steps[i].value("aux_terms", nlohmann::json::object());
-    dropped += terms.value("dropped_fraction", drop / static_cast<double>(load.size()));  // all micro-batches of the step
+    const auto term = s.aux_terms.find("dropped_fraction");  // all micro-batches of the step
+    dropped += term != s.aux_terms.end() ? term->second : drop / static_cast<double>(s.load.size());
   }
   const double n = static_cast<double>(steps.size() - from);
   out["train.max_vio"] = vio / n;

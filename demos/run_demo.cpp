@@ -8,11 +8,14 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <ostream>
 #include <thread>
 
+#include "common/safe_output.h"
 #include "metrics/trace.h"
 #include "reports/report.h"
+#include "runs/run_reader.h"
 #include "sweeps/collect.h"
 #include "sweeps/runner.h"
 
@@ -26,10 +29,14 @@ using namespace moetb::sweeps;
 // and the most per token and layer, the share of tokens with none, and (token choice) the
 // share of the k slots left empty by capacity.
 void add_trace_extras(const fs::path& train_dir, ResultRow& row) {
-  const auto eval = sweeps::read_text_file(train_dir / "eval.json");
-  const nlohmann::json j = nlohmann::json::parse(eval, nullptr, false);
-  if (j.is_discarded() || !j.value("trace", nlohmann::json()).is_string()) return;
-  const Trace trace({(train_dir / j["trace"].get<std::string>()).string()});
+  std::optional<runs::FinalEval> final_eval;
+  try {
+    final_eval = runs::read_final_eval(train_dir);
+  } catch (const std::invalid_argument&) {
+    return;  // not an eval.json: no figures
+  }
+  if (!final_eval || final_eval->record.trace.empty()) return;
+  const Trace trace({(train_dir / final_eval->record.trace).string()});
   double slots = 0, none = 0, tokens = 0, most = 0, dropped = 0;
   for (std::size_t s = 0; s < trace.n_shards(); ++s) {
     const ShardView shard = trace.shard(s);
@@ -64,7 +71,7 @@ std::vector<std::pair<std::string, std::string>> write_run_reports(const Demo& d
   const std::string seed_note = runs.seeds.size() > 1 ? ", seed " + std::to_string(runs.seeds.front()) : "";
   for (std::size_t i = 0; i < runs.labels.size(); ++i) {
     const ResultRow* row = runs.rows[i][0];
-    if (row == nullptr || row->status != "ok" || !fs::exists(dir.train_dir(row->entry.id) / "train_log.jsonl")) continue;  // e.g. a stand-in trainer
+    if (row == nullptr || row->status != "ok" || !fs::exists(dir.train_dir(row->entry.id) / moetb::runs::kLogFile)) continue;  // e.g. a stand-in trainer
     reports::ReportOptions ro;
     ro.title = "moetb demo " + demo.name + ": " + runs.labels[i] + seed_note;
     ro.name = runs.labels[i];
@@ -99,7 +106,7 @@ void add_extras(const SweepDir& dir, ResultsTable& table, std::ostream& err) {
   for (ResultRow& row : table.rows) {
     if (row.status != "ok") continue;
     const fs::path train = dir.train_dir(row.entry.id);
-    for (const auto& [k, v] : train_log_extras(train / "train_log.jsonl")) row.values[k] = v;
+    for (const auto& [k, v] : train_log_extras(train / runs::kLogFile)) row.values[k] = v;
     try {
       add_trace_extras(train, row);
     } catch (const std::exception& e) {
@@ -115,7 +122,7 @@ int run_demo(const DemoRunOptions& a, std::ostream& cout, std::ostream& cerr) {
   const bool ours = fs::exists(out / "sweep.json") || fs::exists(out / "demo.toml");
   if (fs::exists(out) && !ours && !fs::is_empty(out))
     throw std::invalid_argument(out.string() + " exists and is not a demo folder; choose another --out");
-  if (a.force && fs::exists(out)) fs::remove_all(out);
+  if (a.force && fs::exists(out)) remove_output(out, OutputKind::sweep);  // only a sweep (or empty) folder
   const auto t0 = std::chrono::steady_clock::now();
 
   cout << "moetb demo " << demo.name << ": " << demo.summary << "\n";

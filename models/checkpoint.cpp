@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
@@ -80,22 +81,51 @@ std::string save_checkpoint(const std::string& run_dir, MoETransformerImpl& mode
   return dir.string();
 }
 
-int64_t latest_checkpoint_step(const std::string& run_dir) {
-  const fs::path latest = fs::path(run_dir) / "checkpoints" / "latest";
+namespace {
+
+// The step named by checkpoints/latest, or -1 when it is missing or unreadable.
+int64_t named_latest(const fs::path& root) {
   std::error_code ec;
-  if (!fs::exists(latest, ec)) return -1;
-  const std::string name = read_text(latest);
-  return std::stoll(name.substr(5));
+  if (!fs::exists(root / "latest", ec)) return -1;
+  try {
+    const std::string name = read_text(root / "latest");
+    if (name.rfind("step-", 0) != 0) return -1;
+    return std::stoll(name.substr(5));
+  } catch (const std::exception&) {
+    return -1;
+  }
 }
 
-CheckpointState load_checkpoint(const std::string& run_dir, MoETransformerImpl& model, torch::optim::Optimizer& opt) {
-  const int64_t step = latest_checkpoint_step(run_dir);
-  if (step < 0) throw std::runtime_error(run_dir + ": no checkpoint to resume from (checkpoints/latest is missing)");
-  const fs::path dir = fs::path(run_dir) / "checkpoints" / step_name(step);
+// Every step-NNNNNN checkpoint folder's step, newest first.
+std::vector<int64_t> checkpoint_steps(const fs::path& root) {
+  std::vector<int64_t> steps;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(root, ec)) {
+    const std::string name = e.path().filename().string();
+    if (!e.is_directory(ec) || name.rfind("step-", 0) != 0 || name.size() != 11) continue;
+    if (name.find_first_not_of("0123456789", 5) != std::string::npos) continue;
+    steps.push_back(std::stoll(name.substr(5)));
+  }
+  std::sort(steps.rbegin(), steps.rend());
+  return steps;
+}
+
+// The checkpoints to try, in order: the one `latest` names, then the others, newest first.
+std::vector<int64_t> candidates(const fs::path& root) {
+  std::vector<int64_t> out;
+  const int64_t named = named_latest(root);
+  if (named >= 0) out.push_back(named);
+  for (int64_t s : checkpoint_steps(root))
+    if (s != named) out.push_back(s);
+  return out;
+}
+
+CheckpointState load_one(const fs::path& dir, MoETransformerImpl& model, torch::optim::Optimizer& opt, int64_t step) {
   CheckpointState s;
   try {
     const nlohmann::json j = nlohmann::json::parse(read_text(dir / "state.json"));
     s.step = j.at("step").get<int64_t>();
+    if (s.step != step) throw std::runtime_error("state.json says step " + std::to_string(s.step));
     s.sampler.epoch = j.at("sampler").at("epoch").get<uint64_t>();
     s.sampler.position = j.at("sampler").at("position").get<int64_t>();
     s.router_states = j.at("router_states").get<std::vector<std::vector<uint64_t>>>();
@@ -111,6 +141,31 @@ CheckpointState load_checkpoint(const std::string& run_dir, MoETransformerImpl& 
     throw std::runtime_error(dir.string() + ": cannot load checkpoint: " + what);
   }
   return s;
+}
+
+}  // namespace
+
+int64_t latest_checkpoint_step(const std::string& run_dir) {
+  const auto c = candidates(fs::path(run_dir) / "checkpoints");
+  return c.empty() ? -1 : c.front();
+}
+
+CheckpointState load_checkpoint(const std::string& run_dir, MoETransformerImpl& model, torch::optim::Optimizer& opt) {
+  const fs::path root = fs::path(run_dir) / "checkpoints";
+  const std::vector<int64_t> steps = candidates(root);
+  if (steps.empty()) throw std::runtime_error(run_dir + ": no checkpoint to resume from (checkpoints/ has none)");
+  std::string first_error;
+  for (std::size_t i = 0; i < steps.size(); ++i) {
+    try {
+      CheckpointState s = load_one(root / step_name(steps[i]), model, opt, steps[i]);
+      if (i > 0)
+        std::cerr << "warning: " << first_error << "; resuming from the newest valid checkpoint, " << step_name(steps[i]) << "\n";
+      return s;
+    } catch (const std::exception& e) {
+      if (first_error.empty()) first_error = e.what();
+    }
+  }
+  throw std::runtime_error(first_error + (steps.size() > 1 ? " (and no older checkpoint loads either)" : ""));
 }
 
 }  // namespace moetb

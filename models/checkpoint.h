@@ -26,9 +26,12 @@ struct CheckpointState {
 // newest `keep` checkpoints. Returns the checkpoint's directory.
 std::string save_checkpoint(const std::string& run_dir, MoETransformerImpl& model, torch::optim::Optimizer& opt,
                             const CheckpointState& state, int keep = 2);
-// Loads the checkpoint named by run_dir/checkpoints/latest; throws if there is none.
+// Loads the checkpoint named by run_dir/checkpoints/latest; when that one is damaged (or
+// `latest` is), the newest other checkpoint that loads, with a warning on stderr naming the
+// damaged one. Throws (the first checkpoint's error) when none loads or there is none.
 CheckpointState load_checkpoint(const std::string& run_dir, MoETransformerImpl& model, torch::optim::Optimizer& opt);
-// The step of the latest checkpoint, or -1 when the run has none.
+// The step of the latest checkpoint (as named by `latest`, else the newest step-NNNNNN), or
+// -1 when the run has none.
 int64_t latest_checkpoint_step(const std::string& run_dir);
 
 }  // namespace moetb

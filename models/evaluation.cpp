@@ -9,27 +9,22 @@
 
 namespace moetb {
 
-nlohmann::json EvalResult::to_json() const {
-  auto opt = [](const std::optional<double>& x) { return x ? nlohmann::json(*x) : nlohmann::json(nullptr); };
-  nlohmann::json j;
-  j["loss_bits"] = loss_bits;
-  j["floor_bits"] = opt(floor_bits);
-  j["unigram_bits"] = unigram_bits;
-  j["gap_bits"] = floor_bits ? nlohmann::json(loss_bits - *floor_bits) : nlohmann::json(nullptr);
+runs::EvalSummary EvalResult::summary() const {
+  runs::EvalSummary s;
+  s.loss_bits = loss_bits;
+  s.floor_bits = floor_bits;
+  s.unigram_bits = unigram_bits;
+  if (loss_bits && floor_bits) s.gap_bits = *loss_bits - *floor_bits;
   // Share of the gap between the unigram model and the floor that the model closed.
-  j["gap_closed"] = floor_bits && unigram_bits > *floor_bits
-                        ? nlohmann::json((unigram_bits - loss_bits) / (unigram_bits - *floor_bits))
-                        : nlohmann::json(nullptr);
-  j["n_tokens"] = 0;
+  if (loss_bits && floor_bits && unigram_bits && *unigram_bits > *floor_bits)
+    s.gap_closed = (*unigram_bits - *loss_bits) / (*unigram_bits - *floor_bits);
   for (const auto& d : domains) {
-    j["n_tokens"] = j["n_tokens"].get<int64_t>() + d.n_tokens;
-    j["domains"].push_back({{"name", d.name},
-                            {"n_tokens", d.n_tokens},
-                            {"loss_bits", d.loss_bits},
-                            {"floor_bits", opt(d.floor_bits)},
-                            {"gap_bits", d.floor_bits ? nlohmann::json(d.loss_bits - *d.floor_bits) : nlohmann::json(nullptr)}});
+    s.n_tokens += d.n_tokens;
+    runs::DomainEval de{d.name, d.n_tokens, d.loss_bits, d.floor_bits, std::nullopt};
+    if (d.loss_bits && d.floor_bits) de.gap_bits = *d.loss_bits - *d.floor_bits;
+    s.domains.push_back(de);
   }
-  return j;
+  return s;
 }
 
 EvalResult evaluate(MoETransformerImpl& model, const Dataset& data, int64_t n_sequences, int64_t batch,
@@ -105,7 +100,7 @@ EvalResult evaluate(MoETransformerImpl& model, const Dataset& data, int64_t n_se
     DomainLoss dl;
     dl.name = data.domain_names()[d];
     dl.n_tokens = count[d];
-    dl.loss_bits = count[d] > 0 ? loss_sum[d] / static_cast<double>(count[d]) : 0.0;
+    if (count[d] > 0) dl.loss_bits = loss_sum[d] / static_cast<double>(count[d]);  // none without tokens, not 0
     dl.floor_bits = data.entropy_rate_bits(d);
     if (dl.floor_bits) floor_sum += *dl.floor_bits * static_cast<double>(count[d]);
     else all_floors = false;
@@ -113,8 +108,8 @@ EvalResult evaluate(MoETransformerImpl& model, const Dataset& data, int64_t n_se
     sum_all += loss_sum[d];
     r.domains.push_back(dl);
   }
-  r.loss_bits = n_all > 0 ? sum_all / static_cast<double>(n_all) : 0.0;
-  r.unigram_bits = n_all > 0 ? unigram_sum / static_cast<double>(n_all) : 0.0;
+  if (n_all > 0) r.loss_bits = sum_all / static_cast<double>(n_all);
+  if (n_all > 0) r.unigram_bits = unigram_sum / static_cast<double>(n_all);
   if (all_floors && n_all > 0) r.floor_bits = floor_sum / static_cast<double>(n_all);
   return r;
 }

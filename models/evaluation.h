@@ -13,23 +13,25 @@
 #include "datagen/dataset.h"
 #include "metrics/trace.h"
 #include "models/transformer.h"
+#include "runs/run_format.h"
 
 namespace moetb {
 
 struct DomainLoss {
   std::string name;
   int64_t n_tokens = 0;                 // predicted tokens whose target is in this domain
-  double loss_bits = 0.0;               // mean cross-entropy, bits per token
+  std::optional<double> loss_bits;      // mean cross-entropy, bits per token; none without tokens
   std::optional<double> floor_bits;     // the domain's analytic entropy rate
 };
 
 struct EvalResult {
-  double loss_bits = 0.0;               // over all predicted tokens
+  std::optional<double> loss_bits;      // over all predicted tokens; none without tokens
   std::optional<double> floor_bits;     // token-weighted mean of the domain floors
-  double unigram_bits = 0.0;            // cross-entropy of the train split's unigram model on the same tokens
+  std::optional<double> unigram_bits;   // cross-entropy of the train split's unigram model on the same tokens
   std::vector<DomainLoss> domains;
   TraceData trace;                      // routing of the evaluated tokens, one layer per MoE block
-  nlohmann::json to_json() const;       // loss, floor, gap, gap_closed, per-domain entries
+  runs::EvalSummary summary() const;    // loss, floor, gap, gap_closed, per-domain entries (run-format.md)
+  nlohmann::json to_json() const { return summary().to_json(); }
 };
 
 // Evaluates the first `n_sequences` validation sequences (0 = all) in batches of `batch`.

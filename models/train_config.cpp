@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -71,10 +72,13 @@ void validate_train_config(const TrainConfig& c) {
   if (c.data_dir.empty()) bad("data.dir", "no dataset given (--data DIR or data.dir in the config)");
   at_least("model.d_model", c.d_model, 2);
   at_least("model.n_layers", c.n_layers, 1);
+  if (c.n_layers > 4096) bad("model.n_layers", std::to_string(c.n_layers) + " is above 4096");
   at_least("model.n_heads", c.n_heads, 1);
   if (c.d_model % c.n_heads != 0 || (c.d_model / c.n_heads) % 2 != 0) bad("model.n_heads", "must split d_model into heads of even width");
   if (c.first_k_dense < 0 || c.first_k_dense >= c.n_layers) bad("model.first_k_dense", "must be in [0, n_layers)");
   at_least("model.dense_d_ff", c.dense_d_ff, 0);
+  // A non-positive or non-finite rotary base gives NaN angles, hence a NaN loss at step 1.
+  if (!(std::isfinite(c.rope_theta) && c.rope_theta > 0.0)) bad("model.rope_theta", "must be finite and > 0");
   at_least("moe.n_experts", c.n_experts, 1);
   if (c.top_k < 1 || c.top_k > c.n_experts) bad("moe.top_k", "must be in [1, n_experts]");
   at_least("moe.d_ff", c.d_ff, 1);
@@ -104,21 +108,64 @@ void validate_train_config(const TrainConfig& c) {
   at_least("train.steps", c.steps, 1);
   at_least("train.micro_batch", c.micro_batch, 1);
   at_least("train.accum_steps", c.accum_steps, 1);
-  if (!(c.lr > 0.0)) bad("train.lr", "must be > 0");
+  if (!(std::isfinite(c.lr) && c.lr > 0.0)) bad("train.lr", "must be finite and > 0");
   if (!(c.min_lr_ratio >= 0.0 && c.min_lr_ratio <= 1.0)) bad("train.min_lr_ratio", "must be in [0, 1]");
   at_least("train.warmup_steps", c.warmup_steps, 0);
-  if (!(c.weight_decay >= 0.0)) bad("train.weight_decay", "must be >= 0");
+  if (!(std::isfinite(c.weight_decay) && c.weight_decay >= 0.0)) bad("train.weight_decay", "must be finite and >= 0");
   if (!(c.beta1 >= 0.0 && c.beta1 < 1.0)) bad("train.beta1", "must be in [0, 1)");
   if (!(c.beta2 >= 0.0 && c.beta2 < 1.0)) bad("train.beta2", "must be in [0, 1)");
-  if (!(c.grad_clip >= 0.0)) bad("train.grad_clip", "must be >= 0");
+  if (!(c.grad_clip >= 0.0)) bad("train.grad_clip", "must be >= 0");  // +inf: no clipping, as 0
   at_least("train.seed", c.seed, 0);
   at_least("train.threads", c.threads, 1);
+  if (c.threads > 4096) bad("train.threads", std::to_string(c.threads) + " is above 4096");
   if (c.device != "cpu" && c.device != "cuda") bad("train.device", "'" + c.device + "' is not cpu or cuda");
   at_least("eval.every", c.eval_every, 1);
   at_least("eval.sequences", c.eval_sequences, 0);
   at_least("checkpoint.every", c.checkpoint_every, 0);
   at_least("log.every", c.log_every, 1);
   at_least("debug.nan_at_step", c.nan_at_step, 0);
+}
+
+namespace {
+std::string gib(double bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f GiB", bytes / (1024.0 * 1024.0 * 1024.0));
+  return buf;
+}
+}  // namespace
+
+double training_memory_bytes(const TrainConfig& c, int64_t vocab_size, int64_t seq_len) {
+  const double d = static_cast<double>(c.d_model), V = static_cast<double>(vocab_size), S = static_cast<double>(seq_len);
+  const double L = static_cast<double>(c.n_layers), dense = static_cast<double>(c.first_k_dense);
+  const double E = static_cast<double>(c.n_experts), k = static_cast<double>(c.top_k), ff = static_cast<double>(c.d_ff);
+  const double shared = static_cast<double>(c.n_shared_experts), H = static_cast<double>(c.n_heads);
+  const double dense_ff = c.dense_d_ff > 0 ? static_cast<double>(c.dense_d_ff) : ff * k;
+  // Parameters: embeddings (and an untied head), attention, norms, and per block the experts or a dense SwiGLU.
+  const double params = V * d * (c.tie_embeddings ? 1 : 2) + L * (4 * d * d + 2 * d) +
+                        (L - dense) * (d * E + (E + shared) * 3 * d * ff) + dense * 3 * d * dense_ff;
+  // Activations kept for backward, per micro-batch of T = B * S tokens.
+  const double T = static_cast<double>(c.micro_batch) * S;
+  const double per_layer = T * d * 12 + static_cast<double>(c.micro_batch) * H * S * S * 2 + T * (k + shared) * (2 * d + 3 * ff);
+  const double activations = L * per_layer + T * V * 3;
+  return 4.0 * (4 * params + activations);
+}
+
+std::vector<std::string> check_training_bounds(const TrainConfig& c, const TrainingMachine& m) {
+  std::vector<std::string> warnings;
+  if (m.train_sequences <= 0) bad("data.dir", "the dataset has no training sequence (datagen's train_tokens is below one sequence)");
+  if (m.cores > 0 && c.threads > static_cast<int64_t>(m.cores))
+    warnings.push_back("train.threads: " + std::to_string(c.threads) + " threads on " + std::to_string(m.cores) +
+                       " cores; extra threads only slow training down");
+  if (c.device == "cpu" && m.memory_bytes > 0) {
+    const double need = training_memory_bytes(c, m.vocab_size, m.seq_len);
+    const std::string what = "about " + gib(need) + " for training (micro_batch " + std::to_string(c.micro_batch) + " x seq_len " +
+                             std::to_string(m.seq_len) + " x d_model " + std::to_string(c.d_model) + ", " +
+                             std::to_string(c.n_layers) + " layers, vocabulary " + std::to_string(m.vocab_size) + ")";
+    if (need > m.memory_bytes)
+      bad("train.micro_batch", what + ", more than this machine's " + gib(m.memory_bytes) + "; use a smaller micro-batch or model");
+    if (need > m.memory_bytes / 2) warnings.push_back("memory: " + what + " of this machine's " + gib(m.memory_bytes));
+  }
+  return warnings;
 }
 
 }  // namespace moetb

@@ -5,6 +5,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace moetb {
 class ConfigBinder;
@@ -64,5 +65,22 @@ struct TrainConfig {
 
 void bind_train_config(ConfigBinder& binder, TrainConfig& cfg);
 void validate_train_config(const TrainConfig& cfg);  // throws std::invalid_argument("key: problem")
+
+// What the data and the machine give a training run, for the bounds checked before any work.
+struct TrainingMachine {
+  int64_t vocab_size = 0;       // the dataset's
+  int64_t seq_len = 0;
+  int64_t train_sequences = 0;
+  unsigned cores = 0;           // 0: unknown
+  double memory_bytes = 0;      // physical memory (CPU training); 0: unknown
+};
+// Bytes a CPU training run needs, roughly: weights, gradients and the two AdamW moments
+// (float32), plus the activations one micro-batch keeps for its backward pass (attention
+// scores, the experts' hidden states, the logits). An estimate, on the generous side.
+double training_memory_bytes(const TrainConfig& c, int64_t vocab_size, int64_t seq_len);
+// Bounds before work: throws std::invalid_argument("KEY: ...") for a run that cannot fit (no
+// training sequence; a memory estimate above the machine's memory, given with the estimate);
+// returns warnings for one that may not (more threads than cores; above half the memory).
+std::vector<std::string> check_training_bounds(const TrainConfig& c, const TrainingMachine& m);
 
 }  // namespace moetb

@@ -15,10 +15,12 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
+#include <iostream>
+#include <optional>
 #include <stdexcept>
+#include <thread>
 
 #include "datagen/dataset.h"
 #include "metrics/trace_metrics.h"
@@ -26,6 +28,8 @@
 #include "models/evaluation.h"
 #include "models/progress.h"
 #include "oracle/reference_groups.h"
+#include "runs/run_reader.h"
+#include "runs/run_writer.h"
 
 namespace moetb {
 namespace fs = std::filesystem;
@@ -73,24 +77,6 @@ ModelConfig model_config(const TrainConfig& c, const Dataset& data, const std::v
   return m;
 }
 
-void append_line(const fs::path& path, const nlohmann::json& j) {
-  std::ofstream out(path, std::ios::app);
-  out << j.dump() << "\n";
-  if (!out.flush()) throw std::runtime_error(path.string() + ": write failed");
-}
-
-// Keeps the log entries up to `step` (a resumed run rewrites what came after its checkpoint).
-void truncate_log(const fs::path& path, int64_t step) {
-  std::ifstream in(path);
-  std::string line, kept;
-  while (std::getline(in, line)) {
-    const auto j = nlohmann::json::parse(line, nullptr, false);
-    if (!j.is_discarded() && j.value("step", int64_t{0}) <= step) kept += line + "\n";
-  }
-  in.close();
-  std::ofstream(path, std::ios::trunc) << kept;
-}
-
 std::vector<std::vector<uint64_t>> router_states(MoETransformerImpl& model) {
   std::vector<std::vector<uint64_t>> out;
   for (Router* r : model.routers()) out.push_back(r->save_state());
@@ -105,7 +91,7 @@ void restore_router_states(MoETransformerImpl& model, const std::vector<std::vec
 
 // Per MoE block: max over experts of (load share * E) - 1, the worst overload (of the
 // assignments kept after capacity), and the share of assignments the capacity dropped.
-double load_violation(const std::vector<RoutingDecision>& decisions, int64_t n_experts, nlohmann::json* per_layer) {
+double load_violation(const std::vector<RoutingDecision>& decisions, int64_t n_experts, std::vector<runs::LayerLoad>* per_layer) {
   double worst = 0.0;
   for (const auto& d : decisions) {
     const at::Tensor ids = d.experts.reshape({-1});
@@ -115,8 +101,7 @@ double load_violation(const std::vector<RoutingDecision>& decisions, int64_t n_e
     const double max_share = counts.max().item<double>() / total, min_share = counts.min().item<double>() / total;
     const double v = max_share * static_cast<double>(n_experts) - 1.0;
     const auto dropped = d.aux_terms.find("dropped_fraction");
-    per_layer->push_back({{"max_share", max_share}, {"min_share", min_share}, {"violation", v},
-                          {"dropped_fraction", dropped == d.aux_terms.end() ? 0.0 : dropped->second}});
+    per_layer->push_back({max_share, min_share, v, dropped == d.aux_terms.end() ? 0.0 : dropped->second});
     worst = std::max(worst, v);
   }
   return worst;
@@ -141,11 +126,63 @@ void set_blas_threads(int n) {
   if (auto f = reinterpret_cast<SetThreads>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(n);
 }
 
+std::string utc_now() {
+  char buf[32];
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// run.json's record of this run (the dataset as an absolute path).
+runs::RunInfo run_info(const TrainConfig& cfg, const TrainOptions& opts) {
+  runs::RunInfo info;
+  info.seed = cfg.seed;
+  info.git_revision = opts.git_revision;
+  info.threads = cfg.threads;
+  info.device = cfg.device;
+  info.dataset = fs::absolute(cfg.data_dir).lexically_normal().string();
+  info.config = opts.config_json.is_object() ? opts.config_json : nlohmann::json::object();
+  info.provenance = opts.provenance.is_object() ? opts.provenance : nlohmann::json::object();
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) == 0) info.provenance["host"] = host;
+  info.provenance["started_utc"] = utc_now();
+  return info;
+}
+
+// Opens the run directory under its lock: a new run (replacing a moetb run only with
+// --force), or the run to resume, after checking that nothing it was trained with changed.
+runs::RunWriter open_run(const TrainConfig& cfg, const TrainOptions& opts) {
+  if (!opts.resume) return runs::RunWriter::create(opts.run_dir, run_info(cfg, opts), opts.config_toml, opts.force);
+  runs::RunWriter writer = runs::RunWriter::resume(opts.run_dir);
+  std::vector<std::string> notes;
+  const std::optional<runs::RunInfo> stored = runs::read_run_info(opts.run_dir, &notes);
+  for (const auto& n : notes) std::cerr << "note: " << n << "\n";
+  if (stored) runs::check_resume(*stored, opts.config_json.is_object() ? opts.config_json : nlohmann::json::object());
+  if (latest_checkpoint_step(opts.run_dir) < 0) throw std::invalid_argument(opts.run_dir + ": --resume needs a run directory with a checkpoint");
+  return writer;
+}
+
+// Bounds before work (train_config.h): refusals throw, warnings go to stderr.
+void preflight(const TrainConfig& cfg, const Dataset& data) {
+  TrainingMachine m;
+  m.vocab_size = data.vocab_size();
+  m.seq_len = data.seq_len();
+  m.train_sequences = data.n_sequences(Split::kTrain);
+  m.cores = std::thread::hardware_concurrency();
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
+  if (pages > 0 && page > 0) m.memory_bytes = static_cast<double>(pages) * static_cast<double>(page);
+  for (const auto& w : check_training_bounds(cfg, m)) std::cerr << "warning: " << w << "\n";
+}
+
 }  // namespace
 
 TrainResult train_model(const TrainConfig& cfg, const TrainOptions& opts) {
   validate_train_config(cfg);
   if (opts.run_dir.empty()) throw std::invalid_argument("--out: no run directory given");
+  if (opts.resume && opts.force)
+    throw std::invalid_argument("--resume and --force cannot be combined: --resume continues the run, --force replaces it");
   at::Device device(at::kCPU);
   if (cfg.device == "cuda") {
     if (!torch::cuda::is_available())
@@ -161,20 +198,9 @@ TrainResult train_model(const TrainConfig& cfg, const TrainOptions& opts) {
     throw std::invalid_argument("router.name: the oracle needs at least one expert per domain (" + std::to_string(data.n_domains()) +
                                 " domains, " + std::to_string(cfg.n_experts) + " experts)");
 
+  preflight(cfg, data);
   const fs::path run(opts.run_dir);
-  std::error_code ec;
-  if (opts.resume) {
-    if (latest_checkpoint_step(opts.run_dir) < 0) throw std::invalid_argument(opts.run_dir + ": --resume needs a run directory with a checkpoint");
-  } else {
-    if (fs::exists(run, ec) && !opts.force) throw std::invalid_argument(opts.run_dir + ": already exists (pass --force to replace it, or --resume)");
-    if (fs::exists(run, ec)) fs::remove_all(run);
-    fs::create_directories(run / "traces");
-    std::ofstream(run / "config.toml") << opts.config_toml;
-    nlohmann::json info = {{"seed", cfg.seed}, {"git_revision", opts.git_revision}, {"threads", cfg.threads},
-                           {"device", cfg.device}, {"dataset", fs::absolute(cfg.data_dir).string()},
-                           {"config", opts.config_json}};
-    std::ofstream(run / "run.json") << info.dump(2) << "\n";
-  }
+  const runs::RunWriter writer = open_run(cfg, opts);  // held (locked) until training returns
 
   at::manual_seed(static_cast<uint64_t>(cfg.seed));
   MoETransformer model(model_config(cfg, data, groups));
@@ -189,15 +215,19 @@ TrainResult train_model(const TrainConfig& cfg, const TrainOptions& opts) {
     start = s.step;
     sampler.restore(s.sampler);
     restore_router_states(*model, s.router_states);
-    truncate_log(run / "train_log.jsonl", start);
+    writer.truncate_log(start);
     if (start >= cfg.steps) {  // nothing left to do: report the finished run
       TrainResult done;
       done.last_step = start;
       done.finished = true;
-      std::ifstream in(run / "eval.json");
-      done.eval = nlohmann::json::parse(in, nullptr, false);
-      if (done.eval.is_discarded() || !done.eval.contains("eval"))
+      std::optional<runs::FinalEval> final_eval;
+      try {
+        final_eval = runs::read_final_eval(run);
+      } catch (const std::exception&) {
+      }
+      if (!final_eval)
         throw std::runtime_error(opts.run_dir + ": finished at step " + std::to_string(start) + " but eval.json is missing or unreadable");
+      done.eval = final_eval->to_json();
       return done;
     }
   }
@@ -215,7 +245,7 @@ TrainResult train_model(const TrainConfig& cfg, const TrainOptions& opts) {
     opt.zero_grad();
     double ce_sum = 0.0, aux_sum = 0.0, violation = 0.0;
     std::map<std::string, double> terms;
-    nlohmann::json load = nlohmann::json::array();
+    std::vector<runs::LayerLoad> load;
     for (int64_t a = 0; a < cfg.accum_steps; ++a) {
       data.gather(Split::kTrain, sampler.next(), tok.data(), dom.data(), nullptr);
       const at::Tensor tokens = at::from_blob(tok.data(), {B, S}, at::kLong).to(device);   // [B, S]
@@ -247,20 +277,24 @@ TrainResult train_model(const TrainConfig& cfg, const TrainOptions& opts) {
 
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double ce_mean = ce_sum / static_cast<double>(cfg.accum_steps);
-    nlohmann::json line = {{"step", step}, {"lr", lr}, {"loss_bits", ce_mean / ln2},
-                           {"aux_loss", aux_sum / static_cast<double>(cfg.accum_steps)}, {"aux_terms", terms},
-                           {"load", load}, {"max_load_violation", violation},
-                           {"tokens_per_s", static_cast<double>(tokens_since) / std::max(elapsed, 1e-9)}};
-    append_line(run / "train_log.jsonl", line);
-    progress.update(step, line["tokens_per_s"].get<double>(), ce_mean / ln2, aux_sum / static_cast<double>(cfg.accum_steps), violation);
+    runs::StepRecord line;
+    line.step = step;
+    line.lr = lr;
+    line.loss_bits = ce_mean / ln2;
+    line.aux_loss = aux_sum / static_cast<double>(cfg.accum_steps);
+    line.aux_terms = terms;
+    line.load = std::move(load);
+    line.max_load_violation = violation;
+    line.tokens_per_s = static_cast<double>(tokens_since) / std::max(elapsed, 1e-9);
+    writer.append_step(line);
+    progress.update(step, line.tokens_per_s, line.loss_bits, line.aux_loss, violation);
 
     const bool last = step == cfg.steps;
     if (step % cfg.eval_every == 0 || last) {
       const auto saved = router_states(*model);  // evaluation must not move the routers' streams
       EvalResult ev = evaluate(*model, data, cfg.eval_sequences, B, device, groups);
       restore_router_states(*model, saved);
-      char name[48];
-      std::snprintf(name, sizeof name, "traces/step-%06lld.safetensors", static_cast<long long>(step));
+      const std::string name = runs::trace_name(step);
       ev.trace.meta_data.model = "moetb " + cfg.router + " d" + std::to_string(cfg.d_model) + " L" + std::to_string(cfg.n_layers) +
                                  " E" + std::to_string(cfg.n_experts) + " k" + std::to_string(cfg.top_k);
       ev.trace.meta_data.source = "moetb train step " + std::to_string(step);
@@ -268,19 +302,24 @@ TrainResult train_model(const TrainConfig& cfg, const TrainOptions& opts) {
       MetricsOptions mo;
       mo.threads = 1;
       const nlohmann::json metrics = metrics_to_json(compute_trace_metrics(ev.trace, mo));
-      nlohmann::json record = {{"step", step}, {"eval", ev.to_json()}, {"trace", name},
-                               {"metrics_summary", metrics.value("summary", nlohmann::json::object())}};
-      append_line(run / "train_log.jsonl", record);
-      progress.note("step " + std::to_string(step) + ": val loss " + std::to_string(ev.loss_bits) + " bits" +
+      runs::EvalRecord record;
+      record.step = step;
+      record.eval = ev.summary();
+      record.trace = name;
+      record.metrics_summary = metrics.value("summary", nlohmann::json::object());
+      writer.append_eval(record);
+      progress.note("step " + std::to_string(step) + ": val loss " +
+                    (ev.loss_bits ? std::to_string(*ev.loss_bits) + " bits" : std::string("n/a (no evaluation tokens)")) +
                     (ev.floor_bits ? " (floor " + std::to_string(*ev.floor_bits) + ")" : ""));
       if (last) {
-        result.eval = record;
-        result.eval["router"] = cfg.router;
-        result.eval["metrics"] = metrics;
-        result.eval["seed"] = cfg.seed;
-        result.eval["git_revision"] = opts.git_revision;
-        std::ofstream(run / "eval.json.tmp") << result.eval.dump(2) << "\n";
-        fs::rename(run / "eval.json.tmp", run / "eval.json");
+        runs::FinalEval final_eval;
+        final_eval.record = record;
+        final_eval.router = cfg.router;
+        final_eval.metrics = metrics;
+        final_eval.seed = cfg.seed;
+        final_eval.git_revision = opts.git_revision;
+        writer.write_final_eval(final_eval);
+        result.eval = final_eval.to_json();
       }
     }
     const bool stop_here = step == opts.stop_after;

@@ -10,6 +10,7 @@
 
 #include "reports/html.h"
 #include "reports/report_kinds.h"
+#include "runs/run_reader.h"
 
 namespace fs = std::filesystem;
 
@@ -48,22 +49,7 @@ std::string base_name(const std::string& path) {
   return p.filename().empty() ? path : p.filename().string();
 }
 
-nlohmann::json run_summary(const std::string& run_dir) {
-  const fs::path eval = fs::path(run_dir) / "eval.json";
-  std::error_code ec;
-  if (fs::exists(eval, ec)) {
-    const nlohmann::json j = read_json(eval.string());
-    if (j.is_object() && j.contains("metrics_summary")) return j["metrics_summary"];
-  }
-  std::ifstream in(fs::path(run_dir) / "train_log.jsonl");
-  nlohmann::json last;
-  for (std::string line; std::getline(in, line);) {
-    if (line.find("\"eval\"") == std::string::npos) continue;
-    nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
-    if (!j.is_discarded() && j.is_object() && j.contains("metrics_summary")) last = std::move(j["metrics_summary"]);
-  }
-  return last;
-}
+nlohmann::json run_summary(const std::string& run_dir) { return runs::metrics_summary(run_dir); }
 
 std::vector<Reference> load_references(const std::vector<std::string>& given, const std::string& auto_dir) {
   std::vector<Reference> refs;
@@ -117,9 +103,9 @@ std::string detect_kind(const std::string& path) {
   if (fs::is_directory(status)) {
     const fs::path dir(path);
     if (fs::exists(dir / "sweep.json", ec)) return "sweep";
-    if (fs::exists(dir / "eval.json", ec) || fs::exists(dir / "train_log.jsonl", ec)) return "run";
+    if (runs::looks_like_run(dir)) return "run";
     if (has_trace_shards(dir)) return "trace";
-    throw std::invalid_argument(path + ": not a run directory (no eval.json or train_log.jsonl), a sweep directory "
+    throw std::invalid_argument(path + ": not a run directory (no run.json, eval.json or train_log.jsonl), a sweep directory "
                                        "(no sweep.json) or a folder of trace shards (no .safetensors files)");
   }
   if (fs::path(path).extension() == ".safetensors" || looks_like_safetensors(path)) return "trace";

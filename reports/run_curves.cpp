@@ -11,6 +11,7 @@
 
 #include "reports/html.h"
 #include "reports/metric_table.h"
+#include "runs/run_reader.h"
 #include "charts/line_chart.h"
 
 namespace moetb::reports {
@@ -65,8 +66,8 @@ std::string curve(const charts::LineChart& c, const std::string& name, const std
 
 double number_or_nan(const nlohmann::json& j) { return j.is_number() ? j.get<double>() : NAN; }
 
-void add_point(TrainLog& log, const std::string& key, double step, const nlohmann::json& v) {
-  if (v.is_number() && std::isfinite(v.get<double>())) log.steps[key].emplace_back(step, v.get<double>());
+void add_point(TrainLog& log, const std::string& key, double step, double v) {
+  if (std::isfinite(v)) log.steps[key].emplace_back(step, v);
 }
 
 std::string thinned_note(std::size_t bucket) {
@@ -77,27 +78,18 @@ std::string thinned_note(std::size_t bucket) {
 
 TrainLog read_train_log(const std::string& path) {
   TrainLog log;
-  std::ifstream in(path);
-  if (!in) return log;
-  std::string line;
-  for (std::size_t n = 1; std::getline(in, line); ++n) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
-    if (j.is_discarded() || !j.is_object())
-      throw std::runtime_error(path + ": line " + std::to_string(n) + " is not a JSON object");
-    if (j.contains("eval")) {
-      log.evals.push_back(std::move(j));
-      continue;
-    }
-    if (!j.contains("step") || !j["step"].is_number()) continue;
+  const runs::TrainLog records = runs::read_train_log(path);
+  log.torn_tail = records.torn_tail;
+  for (const runs::EvalRecord& e : records.evals) log.evals.push_back(e.to_json());
+  for (const runs::StepRecord& s : records.steps) {
     ++log.step_lines;
-    const double step = j["step"].get<double>();
-    for (const char* key : {"loss_bits", "lr", "aux_loss", "max_load_violation"}) add_point(log, key, step, j.value(key, nlohmann::json()));
-    if (j.contains("aux_terms") && j["aux_terms"].is_object())
-      for (auto it = j["aux_terms"].begin(); it != j["aux_terms"].end(); ++it) add_point(log, "aux_terms." + it.key(), step, it.value());
-    if (j.contains("load") && j["load"].is_array())
-      for (std::size_t l = 0; l < j["load"].size(); ++l)
-        if (j["load"][l].is_object()) add_point(log, "violation." + std::to_string(l), step, j["load"][l].value("violation", nlohmann::json()));
+    const double step = static_cast<double>(s.step);
+    add_point(log, "loss_bits", step, s.loss_bits);
+    add_point(log, "lr", step, s.lr);
+    add_point(log, "aux_loss", step, s.aux_loss);
+    add_point(log, "max_load_violation", step, s.max_load_violation);
+    for (const auto& [name, value] : s.aux_terms) add_point(log, "aux_terms." + name, step, value);
+    for (std::size_t l = 0; l < s.load.size(); ++l) add_point(log, "violation." + std::to_string(l), step, s.load[l].violation);
   }
   return log;
 }

@@ -1,5 +1,5 @@
-// Training curves of a run report, from RUN/train_log.jsonl (docs/training.md): read in one
-// streaming pass that keeps only the plotted numbers (a few per step), so long runs stay
+// Training curves of a run report, from RUN/train_log.jsonl (docs/run-format.md), read
+// through runs/ and kept as the plotted numbers only (a few per step), so long runs stay
 // small; plotted series are thinned to bucket means. Figures: loss with validation and the
 // entropy floor, validation loss per domain with its floors, aux losses, load violation per
 // layer, learning rate, and the routing metrics at each evaluation.
@@ -18,9 +18,11 @@ struct TrainLog {
   std::map<std::string, std::vector<std::pair<double, double>>> steps;
   std::vector<nlohmann::json> evals;  // the evaluation lines, in order
   std::size_t step_lines = 0;
+  bool torn_tail = false;             // the last line was cut short (a killed run) and left out
 };
 
-// Reads the log; a missing file gives an empty log, a malformed line a one-line error.
+// Reads the log through runs/ (run_reader.h); a missing file gives an empty log, a torn last
+// line is left out, a malformed earlier line is a one-line error.
 TrainLog read_train_log(const std::string& path);
 
 // The <figure class="chart curve"> figures (in a flex container).

@@ -13,6 +13,7 @@
 #include "reports/routing_figures.h"
 #include "reports/run_curves.h"
 #include "reports/saturation.h"
+#include "runs/run_reader.h"
 
 namespace fs = std::filesystem;
 
@@ -48,9 +49,9 @@ std::string config_content(const fs::path& dir, const nlohmann::json& run, const
   fact("git revision", text_of(run.value("git_revision", final_eval.value("git_revision", nlohmann::json()))));
   std::string out = facts.rows.empty() ? note("run.json is missing, so the run's settings are unknown.") : table(facts);
   std::error_code ec;
-  if (fs::exists(dir / "config.toml", ec))
+  if (fs::exists(dir / runs::kConfigFile, ec))
     out += "<details><summary>The effective config (config.toml, reusable with <code>moetb train --config</code>)</summary><pre>" +
-           esc(read_text((dir / "config.toml").string())) + "</pre></details>\n";
+           esc(read_text((dir / runs::kConfigFile).string())) + "</pre></details>\n";
   return out;
 }
 
@@ -71,10 +72,14 @@ std::string final_trace_of(const fs::path& dir) {
 std::string render_run(const std::string& path, const ReportOptions& options) {
   const fs::path dir(path);
   std::error_code ec;
-  const nlohmann::json run = fs::exists(dir / "run.json", ec) ? read_json((dir / "run.json").string()) : nlohmann::json::object();
-  const TrainLog log = read_train_log((dir / "train_log.jsonl").string());
+  // Everything through the run-directory reader (runs/): run.json, the log, eval.json.
+  std::vector<std::string> notes;
+  const std::optional<runs::RunInfo> info = runs::read_run_info(dir, &notes);
+  const nlohmann::json run = info ? info->to_json() : nlohmann::json::object();
+  const TrainLog log = read_train_log((dir / runs::kLogFile).string());
   // The final evaluation: eval.json, else the last evaluation line of the log.
-  nlohmann::json final_eval = fs::exists(dir / "eval.json", ec) ? read_json((dir / "eval.json").string()) : nlohmann::json();
+  const std::optional<runs::FinalEval> final_record = runs::read_final_eval(dir);
+  nlohmann::json final_eval = final_record ? final_record->to_json() : nlohmann::json();
   const bool finished = final_eval.is_object();
   if (!finished && !log.evals.empty()) final_eval = log.evals.back();
   if (!final_eval.is_object()) final_eval = nlohmann::json::object();
@@ -88,7 +93,10 @@ std::string render_run(const std::string& path, const ReportOptions& options) {
     final_trace = traces.back().second;
 
   std::string body = intro_section(options);
-  body += section("config", "Configuration", "", config_content(dir, run, final_eval));
+  std::string config = config_content(dir, run, final_eval);
+  for (const auto& n : notes) config = note(n) + config;
+  if (log.torn_tail) config += note("The last line of train_log.jsonl is cut short (the run was stopped while writing it); it is left out.");
+  body += section("config", "Configuration", "", config);
 
   std::string curves = log.step_lines == 0 && log.evals.empty() ? note("train_log.jsonl is missing or empty: no curves.") : curve_figures(log);
   if (final_eval.contains("eval") && final_eval["eval"].is_object()) curves += eval_table(final_eval["eval"]);

@@ -12,6 +12,7 @@
 #include "metrics/trace.h"
 #include "metrics/trace_compare.h"
 #include "reports/html.h"
+#include "runs/run_format.h"
 #include "charts/line_chart.h"
 
 namespace fs = std::filesystem;
@@ -20,7 +21,7 @@ namespace moetb::reports {
 
 std::vector<std::pair<int64_t, std::string>> run_traces(const std::string& run_dir) {
   std::vector<std::pair<int64_t, std::string>> out;
-  const fs::path dir = fs::path(run_dir) / "traces";
+  const fs::path dir = fs::path(run_dir) / runs::kTracesDir;
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) return out;
   static const std::regex name(R"(step-(\d+)\.safetensors)");

@@ -23,11 +23,13 @@ std::vector<std::pair<std::string, double>> row_values(const nlohmann::json& r) 
   std::vector<std::pair<std::string, double>> v;
   if (r.value("status", "") == "ok" && r.contains("eval")) {
     const auto& ev = r["eval"];
-    if (ev.value("loss_bits", nlohmann::json()).is_number()) v.emplace_back("val_bits", ev["loss_bits"].get<double>());
+    // A null loss (no evaluation tokens) keeps its column as an empty cell (NaN here), never 0.
+    auto loss = [](const nlohmann::json& j) { return j.is_number() ? j.get<double>() : std::nan(""); };
+    if (ev.contains("loss_bits")) v.emplace_back("val_bits", loss(ev["loss_bits"]));
     if (ev.contains("domains"))
       for (const auto& d : ev["domains"])
-        if (d.contains("name") && d.value("loss_bits", nlohmann::json()).is_number())
-          v.emplace_back("val_bits." + d["name"].get<std::string>(), d["loss_bits"].get<double>());
+        if (d.contains("name") && d["name"].is_string() && d.contains("loss_bits"))
+          v.emplace_back("val_bits." + d["name"].get<std::string>(), loss(d["loss_bits"]));
     for (const char* key : {"floor_bits", "unigram_bits", "gap_closed"})
       if (ev.value(key, nlohmann::json()).is_number()) v.emplace_back(key, ev[key].get<double>());
     if (r.contains("metrics_summary")) flatten_numbers(r["metrics_summary"], "", v);

@@ -14,6 +14,7 @@
 #include <memory>
 #include <thread>
 
+#include "runs/run_reader.h"
 #include "sweeps/process.h"
 
 namespace fs = std::filesystem;
@@ -95,7 +96,7 @@ class Runner {
                  "--threads", std::to_string(threads)};
     if (!plan_.datagen_id.empty()) s.command.insert(s.command.end(), {"--data", dir_.data_dir(plan_).string()});
     // An interrupted run continues from its checkpoint; a failed one starts over.
-    const bool resumable = !previous && fs::exists(dir_.train_dir(e.id) / "checkpoints" / "latest");
+    const bool resumable = !previous && fs::exists(dir_.train_dir(e.id) / runs::kCheckpointsDir / "latest");
     s.command.push_back(resumable ? "--resume" : "--force");
     std::string header = "=== moetb sweep: attempt " + std::to_string(s.attempt) + " at " + utc_now() + ":";
     for (const auto& a : s.command) header += " " + a;
@@ -110,9 +111,13 @@ class Runner {
   // Writes the result of a finished run; returns true when it succeeded.
   bool finish(const Started& s, int code) {
     const double wall = std::chrono::duration<double>(Clock::now() - s.t0).count();
-    const fs::path eval_path = dir_.train_dir(s.entry.id) / "eval.json";
-    nlohmann::json eval;
-    if (code == 0 && fs::exists(eval_path)) eval = nlohmann::json::parse(read_text_file(eval_path), nullptr, false);
+    nlohmann::json eval;  // eval.json through the run-directory reader (runs/)
+    if (code == 0) {
+      try {
+        if (const auto final_eval = runs::read_final_eval(dir_.train_dir(s.entry.id))) eval = final_eval->to_json();
+      } catch (const std::exception&) {  // not an eval.json: the run failed
+      }
+    }
     const bool ok = code == 0 && eval.is_object() && eval.contains("eval");
     nlohmann::json axes = nlohmann::json::object();
     for (const auto& [k, v] : s.entry.axes) axes[k] = v;

@@ -1,5 +1,5 @@
 // SVG rendering of heatmaps (see heatmap.h): a viridis-like colour scale (sampled at 11 points,
-// interpolated linearly), cell values printed when cells are large enough (dark or light text by
+// interpolated linearly) or a diverging one around a neutral value, cell values printed when cells are large enough (dark or light text by
 // luminance), and a legend with min, mid and max and a "missing" swatch when needed.
 #include "charts/heatmap.h"
 
@@ -38,6 +38,19 @@ std::string viridis(double fraction, double* luminance = nullptr) {
   return hex_colour(rgb[0], rgb[1], rgb[2]);
 }
 
+// A diverging blue - light grey - red scale (ColorBrewer RdBu, 7 stops): fraction 0.5 is neutral.
+std::string diverging(double fraction, double* luminance = nullptr) {
+  static constexpr double kStops[7][3] = {{33, 102, 172}, {103, 169, 207}, {209, 229, 240}, {240, 240, 240},
+                                          {253, 219, 199}, {239, 138, 98},  {178, 24, 43}};
+  const double position = std::clamp(std::isfinite(fraction) ? fraction : 0.5, 0.0, 1.0) * 6;
+  const int index = std::min(5, static_cast<int>(position));
+  const double w = position - index;
+  double rgb[3];
+  for (int c = 0; c < 3; ++c) rgb[c] = kStops[index][c] * (1 - w) + kStops[index + 1][c] * w;
+  if (luminance) *luminance = (0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2]) / 255;
+  return hex_colour(rgb[0], rgb[1], rgb[2]);
+}
+
 }  // namespace
 
 std::string render_heatmap(const Heatmap& map) {
@@ -63,6 +76,13 @@ std::string render_heatmap(const Heatmap& map) {
   }
   for (std::size_t r = 0; r < rows; ++r)
     for (std::size_t c = 0; c < cols; ++c) any_missing = any_missing || !std::isfinite(value_at(r, c));
+  // Diverging around `neutral`: each side of it spans half of the scale.
+  const bool centred = std::isfinite(map.neutral) && map.neutral > lo && map.neutral < hi;
+  auto fraction_of = [&](double v) {
+    if (!centred) return (v - lo) / (hi - lo);
+    return v <= map.neutral ? 0.5 * (v - lo) / (map.neutral - lo) : 0.5 + 0.5 * (v - map.neutral) / (hi - map.neutral);
+  };
+  auto colour_of = [&](double v, double* luminance) { return centred ? diverging(fraction_of(v), luminance) : viridis(fraction_of(v), luminance); };
 
   // Layout: row labels left, column labels below (rotated and thinned when crowded), legend right.
   const double n_rows = static_cast<double>(rows), n_cols = static_cast<double>(cols);
@@ -83,8 +103,9 @@ std::string render_heatmap(const Heatmap& map) {
   const double top = map.title.empty() ? 14 : 44;
   const double grid_w = cell * n_cols, grid_h = cell_h * n_rows;
   const double bar_h = std::clamp(grid_h - 20, 100.0, 240.0);
-  std::vector<double> scale_values = {hi, (lo + hi) / 2, lo};
-  const std::vector<std::string> scale_labels = tick_labels(scale_values, (hi - lo) / 2, 1e-2);
+  std::vector<double> scale_values = {hi, centred ? map.neutral : (lo + hi) / 2, lo};
+  std::vector<std::string> scale_labels = tick_labels(scale_values, centred ? std::min(hi - map.neutral, map.neutral - lo) : (hi - lo) / 2, 1e-2);
+  if (centred && !map.neutral_label.empty()) scale_labels[1] += " " + map.neutral_label;
   double scale_label_width = text_width("missing", kTickFont);
   for (const std::string& label : scale_labels) scale_label_width = std::max(scale_label_width, text_width(label, kTickFont));
   const double value_label_width = std::min(text_width(map.value_label, kTickFont), 160.0);
@@ -111,7 +132,7 @@ std::string render_heatmap(const Heatmap& map) {
       const double v = value_at(r, c), x = left + cell * static_cast<double>(c), y = top + cell_h * static_cast<double>(r);
       const bool missing = !std::isfinite(v);
       double luminance = 1;
-      const std::string fill = missing ? "#d9d9d9" : viridis((v - lo) / (hi - lo), &luminance);
+      const std::string fill = missing ? "#d9d9d9" : colour_of(v, &luminance);
       const std::string tooltip = row_name + ": " + map.rows[r] + ", " + col_name + ": " + map.cols[c] + ", " +
                                   value_name + ": " + (missing ? "missing" : format_number(v, 6));
       out += "<rect class=\"cell\" x=\"" + px(x) + "\" y=\"" + px(y) + "\" width=\"" + px(cell) + "\" height=\"" +
@@ -156,12 +177,12 @@ std::string render_heatmap(const Heatmap& map) {
   const double slice_h = bar_h / kSlices;
   for (int k = 0; k < kSlices; ++k) {
     out += "<rect class=\"scale\" x=\"" + px(legend_x) + "\" y=\"" + px(bar_y0 + slice_h * k) + "\" width=\"14\" height=\"" +
-           px(slice_h + 0.5) + "\" fill=\"" + viridis(1 - (k + 0.5) / kSlices) + "\"/>\n";
+           px(slice_h + 0.5) + "\" fill=\"" + (centred ? diverging(1 - (k + 0.5) / kSlices) : viridis(1 - (k + 0.5) / kSlices)) + "\"/>\n";
   }
   out += "<rect x=\"" + px(legend_x) + "\" y=\"" + px(bar_y0) + "\" width=\"14\" height=\"" + px(bar_h) +
          "\" fill=\"none\" stroke=\"#666666\" stroke-width=\"0.5\"/>\n";
   for (std::size_t i = 0; i < scale_labels.size(); ++i) {
-    const double y = bar_y0 + bar_h * static_cast<double>(i) / 2;
+    const double y = bar_y0 + bar_h * (1 - fraction_of(scale_values[i]));  // centred: the neutral tick mid-bar
     add_line(out, legend_x + 14, y, legend_x + 18, y, "stroke=\"#666666\"");
     add_text(out, legend_x + 20, y + 4, scale_labels[i], kTickFont, "start", 0, " fill=\"#333333\"");
   }

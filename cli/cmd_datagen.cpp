@@ -69,6 +69,7 @@ void run_datagen(const DatagenArgs& args) {
   for (const auto& s : args.sets) binder.set(s);
   validate_datagen_config(cfg);
   register_sentencepiece_tokenizer();
+  make_parent_folders(args.out);  // after the config checks: bad input leaves no folder behind
   DatasetWriteOptions opts;
   opts.dir = args.out;
   opts.force = args.force;

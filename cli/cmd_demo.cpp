@@ -24,7 +24,7 @@ struct DemoArgs {
 
 void list_demos() {
   std::cout << "moetb demo NAME [--out DIR] [--jobs N] [--force]: small sweeps that each show one effect of routing\n"
-               "(2-3 short training runs, a minute or two on two cores; docs/tutorial.md walks through them in order)\n\n";
+               "(2-3 settings over 5 seeds, 2-3 minutes on two cores; docs/tutorial.md walks through them in order)\n\n";
   for (const auto& d : demo_catalogue()) {
     char line[256];
     std::snprintf(line, sizeof line, "  %-14s %s\n", d.name.c_str(), d.summary.c_str());

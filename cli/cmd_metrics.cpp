@@ -11,6 +11,7 @@
 
 #include "cli/commands.h"
 #include "cli/output.h"
+#include "cli/trace_input.h"
 #include "metrics/metrics_table.h"
 #include "metrics/trace_metrics.h"
 
@@ -106,7 +107,7 @@ void add_metrics(CLI::App& app) {
     int groups = 8, threads = 0, top = 4;
   };
   auto a = std::make_shared<Args>();
-  cmd->add_option("traces", a->traces, "Trace files or directories of shards")->required();
+  cmd->add_option("traces", a->traces, "Trace files, directories of shards, or run directories (their latest evaluation trace)")->required();
   cmd->add_flag("--json", a->json, "Print the moetb-metrics/1 JSON instead of the table");
   cmd->add_option("--out,-o", a->out, "Write to this file (atomically) instead of stdout");
   cmd->add_flag("--force", a->force, "Replace an existing --out file");
@@ -128,7 +129,7 @@ void add_metrics(CLI::App& app) {
     options.threads = a->threads;
     if (!a->layers.empty()) options.layers = parse_layer_ranges(a->layers);
     if (!a->reference.empty()) options.reference_groups = parse_reference_groups(a->reference);
-    const Trace trace(a->traces);
+    const Trace trace(resolve_trace_paths(a->traces));
     const TraceMetrics m = compute_trace_metrics(trace, options);
     nlohmann::json j = metrics_to_json(m);
     if (a->per_domain) add_domain_breakdown(m, a->top, &j);

@@ -52,6 +52,7 @@ void add_simulate(CLI::App& app) {
     out->experts_dtype = parse_dtype((*dtypes)[0], "--expert-dtype", false);
     out->weights_dtype = parse_dtype((*dtypes)[1], "--weights", true);
     out->probs_dtype = parse_dtype((*dtypes)[2], "--probs", true);
+    make_parent_folders(out->path);
     simulate_to_disk(*cfg, *out);
     std::cerr << "wrote " << out->path << ": " << cfg->n_tokens << " tokens, " << cfg->n_layers << " layers, "
               << cfg->n_experts << " experts, top-" << cfg->top_k << " (seed " << cfg->seed << ", moetb "

@@ -9,6 +9,7 @@
 #include "cli/output.h"
 #include "common/config_binder.h"
 #include "models/trainer.h"
+#include "routers/router.h"
 
 namespace moetb::cli {
 namespace {
@@ -73,7 +74,9 @@ void add_train(CLI::App& app) {
   cmd->add_option("--out,-o", a->out, "Run directory")->required();
   cmd->add_option("--config,-c", a->config_file, "TOML config (docs/training.md lists every key)");
   cmd->add_option("--data", a->data, "Dataset directory (data.dir)");
-  cmd->add_option("--router", a->router, "Router: topk, oracle, hash, random (router.name)");
+  std::string names;  // every registered router, so the help never lags the registry
+  for (const auto& n : router_names()) names += (names.empty() ? "" : ", ") + n;
+  cmd->add_option("--router", a->router, "Router (router.name): " + names + "; moetb routers describes each");
   cmd->add_option("--steps", a->steps, "Optimizer steps (train.steps)");
   cmd->add_option("--threads", a->threads, "Intra-op threads (train.threads)");
   cmd->add_option("--device", a->device, "cpu or cuda (train.device)");

@@ -13,7 +13,19 @@
 
 namespace moetb::cli {
 
+void make_parent_folders(const std::string& path) {
+  if (path.empty() || path == "-") return;
+  std::filesystem::path target(path);
+  if (!target.has_filename()) target = target.parent_path();  // "E/" names E itself
+  const std::filesystem::path parent = target.parent_path();
+  std::error_code ec;
+  if (parent.empty() || std::filesystem::is_directory(parent, ec)) return;
+  std::filesystem::create_directories(parent, ec);
+  if (ec) throw std::invalid_argument(path + ": cannot create the folder " + parent.string() + ": " + ec.message());
+}
+
 void write_output(const std::string& path, const std::string& text, const OutputOptions& opt) {
+  make_parent_folders(path);
   if (path.empty() || path == "-") {
     std::cout << text << std::flush;
     if (!std::cout) throw OutputError("write failed: standard output");

@@ -17,6 +17,10 @@ void write_output(const std::string& path, const std::string& text, const Output
 void write_output(const std::string& path, const std::string& text);
 // OutputOptions for a command's -o: --force and its inputs.
 OutputOptions output_options(bool force, const std::vector<std::string>& inputs);
+// Creates the missing parent folders of an output path (nothing for "-" or a bare name), so that
+// `--out data/default` works on a fresh clone; one-line std::invalid_argument on failure.
+// (common/safe_output.h refuses a missing parent by design: the callers create it.)
+void make_parent_folders(const std::string& path);
 // "0-3,7,10-11" -> {0,1,2,3,7,10,11}; throws std::invalid_argument on bad syntax.
 std::vector<int> parse_layer_ranges(const std::string& text);
 // A JSON list of lists of expert ids, given inline or as a file path.

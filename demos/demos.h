@@ -1,8 +1,8 @@
 // The demo catalogue behind `moetb demo NAME`: each demo is a small embedded sweep spec
-// (one seed, two or three runs, sized for a few minutes on two cores) plus its texts: a
-// one-line summary, a label per run, and a builder that turns the collected results into
-// "what to look for" with the measured numbers (plain text for the terminal, HTML for the
-// report's intro). Torch-free. docs/tutorial.md walks through the demos in order;
+// (two or three settings over 5 seeds, sized for 2-3 minutes on two cores) plus its texts: a
+// one-line summary, a label per setting, and a builder that turns the collected results into
+// "what to look for" with the measured numbers, stating only effects larger than the seed
+// spread (claims.h; plain text for the terminal, HTML for the report's intro). Torch-free. docs/tutorial.md walks through the demos in order;
 // demos/run_demo.h runs one.
 #pragma once
 #include <filesystem>
@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "demos/claims.h"
 #include "sweeps/results_table.h"
 
 namespace moetb::demos {
@@ -17,21 +18,15 @@ namespace moetb::demos {
 using sweeps::ResultRow;
 using sweeps::ResultsTable;
 
-// What a demo found, from its results: short paragraphs of plain text.
-struct DemoFindings {
-  std::vector<std::string> look_for;  // "what to look for", with the numbers
-  std::string meaning;                // what it means for MoE research (one paragraph)
-};
-
 struct Demo {
   std::string name;     // "collapse", ... (the command's argument)
   std::string summary;  // one line, for `moetb demo` with no name
   std::string setup;    // one paragraph: what the runs compare and how
   std::string spec;     // the sweep spec (TOML, docs/sweeps.md)
-  std::vector<std::string> run_labels;  // one per run of the spec, in plan order
+  std::vector<std::string> run_labels;  // one per setting of the spec (its axes), in plan order
   std::vector<std::string> columns;     // columns of the printed comparison table
-  // Builds the findings from the runs, aligned with run_labels (nullptr: not in the results).
-  DemoFindings (*findings)(const std::vector<const ResultRow*>& runs, const std::vector<std::string>& labels) = nullptr;
+  // Builds the findings from the runs, by setting (run_labels) and seed.
+  DemoFindings (*findings)(const DemoRuns& runs) = nullptr;
 };
 
 // Every demo, in the order of the tutorial.
@@ -47,14 +42,14 @@ const Demo& find_demo(const std::string& name);
 // Missing or unreadable logs give an empty map.
 std::map<std::string, double> train_log_extras(const std::filesystem::path& train_log, int tail = 10);
 
-// The result rows of the demo's runs, aligned with run_labels (nullptr where a run has no row).
-std::vector<const ResultRow*> demo_runs(const Demo& demo, const ResultsTable& table);
+// The result rows of the demo's runs by setting (run_labels) and seed (nullptr: no row).
+DemoRuns demo_runs(const Demo& demo, const ResultsTable& table);
 DemoFindings demo_findings(const Demo& demo, const ResultsTable& table);
 
-// Each result row's label (from its run id; rows of runs the demo does not plan get their axis values).
+// Each result row's label ("dropless, seed 2"; rows of runs the demo does not plan get their axis values).
 std::vector<std::string> row_labels(const Demo& demo, const ResultsTable& table);
 
-// The comparison table (fixed-width text): one row per run, the demo's columns.
+// The comparison table (fixed-width text): one row per setting, mean ± sd over seeds of the demo's columns.
 std::string demo_table(const Demo& demo, const ResultsTable& table);
 
 // The findings as HTML for the report's intro (summary, setup, what to look for, meaning),

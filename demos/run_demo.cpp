@@ -60,28 +60,34 @@ void add_trace_extras(const fs::path& train_dir, ResultRow& row) {
   if (row.router != "expert_choice") row.values["eval.dropped"] = dropped / tokens;  // its K = E slots are not "k chosen"
 }
 
-// One report per finished run (DIR/run-SLUG.html), the demo's other runs beside it in the
-// metric table. Returns (label, file name) of each report written.
+// One report per finished run of the first seed (DIR/run-SLUG.html), the other settings of the
+// same seed beside it in the metric table (a report per seed would repeat the same picture).
+// Returns (label, file name) of each report written.
 std::vector<std::pair<std::string, std::string>> write_run_reports(const Demo& demo, const SweepDir& dir, const ResultsTable& table,
                                                                    const DemoRunOptions& o) {
-  const std::vector<std::string> labels = row_labels(demo, table);
+  const DemoRuns runs = demo_runs(demo, table);
   std::vector<std::pair<std::string, std::string>> written;
-  for (std::size_t i = 0; i < table.rows.size(); ++i) {
-    const ResultRow& row = table.rows[i];
-    if (row.status != "ok" || !fs::exists(dir.train_dir(row.entry.id) / runs::kLogFile)) continue;  // e.g. a stand-in trainer
+  if (runs.seeds.empty()) return written;
+  const std::string seed_note = runs.seeds.size() > 1 ? ", seed " + std::to_string(runs.seeds.front()) : "";
+  for (std::size_t i = 0; i < runs.labels.size(); ++i) {
+    const ResultRow* row = runs.rows[i][0];
+    if (row == nullptr || row->status != "ok" || !fs::exists(dir.train_dir(row->entry.id) / moetb::runs::kLogFile)) continue;  // e.g. a stand-in trainer
     reports::ReportOptions ro;
-    ro.title = "moetb demo " + demo.name + ": " + labels[i];
+    ro.title = "moetb demo " + demo.name + ": " + runs.labels[i] + seed_note;
+    ro.name = runs.labels[i];
     std::string beside;
-    for (std::size_t j = 0; j < table.rows.size(); ++j) {
-      if (j == i || table.rows[j].status != "ok") continue;
-      ro.references.push_back(dir.train_dir(table.rows[j].entry.id).string());
-      beside += (beside.empty() ? "" : ", ") + table.rows[j].entry.id + " = " + labels[j];
+    for (std::size_t j = 0; j < runs.labels.size(); ++j) {
+      const ResultRow* other = runs.rows[j][0];
+      if (j == i || other == nullptr || other->status != "ok") continue;
+      ro.references.push_back(runs.labels[j] + "=" + dir.train_dir(other->entry.id).string());  // named by its label
+      beside += (beside.empty() ? "" : ", ") + other->entry.id + " = " + runs.labels[j];
     }
-    ro.intro_html = "<p>One run of <a href=\"report.html\">moetb demo " + demo.name + "</a>: <strong>" + labels[i] + "</strong> (run " +
-                    row.entry.id + ")." + (beside.empty() ? "" : " Beside it in the metric table: " + beside + ".") + "</p>";
-    const std::string file = "run-" + demo_slug(labels[i]) + ".html";
-    o.write((dir.root() / file).string(), reports::render_report(dir.train_dir(row.entry.id).string(), ro));
-    written.emplace_back(labels[i], file);
+    ro.intro_html = "<p>One run of <a href=\"report.html\">moetb demo " + demo.name + "</a>: <strong>" + runs.labels[i] + seed_note +
+                    "</strong> (run " + row->entry.id + ")." + (beside.empty() ? "" : " Beside it in the metric table, the same seed: " + beside + ".") +
+                    " The demo's report compares all seeds.</p>";
+    const std::string file = "run-" + demo_slug(runs.labels[i]) + ".html";
+    o.write((dir.root() / file).string(), reports::render_report(dir.train_dir(row->entry.id).string(), ro));
+    written.emplace_back(runs.labels[i] + seed_note, file);
   }
   return written;
 }

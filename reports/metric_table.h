@@ -12,6 +12,7 @@ namespace moetb::reports {
 struct Reference {
   std::string name;       // column title, e.g. "oracle"
   nlohmann::json summary; // its metrics summary (null: not available)
+  std::string dir;        // its run directory (for its curves and trace)
 };
 
 // <table id="metric-table">: one row per metric present (tr data-key="rs", "load.max_vio", ...),

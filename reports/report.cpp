@@ -53,17 +53,32 @@ nlohmann::json run_summary(const std::string& run_dir) { return runs::metrics_su
 
 std::vector<Reference> load_references(const std::vector<std::string>& given, const std::string& auto_dir) {
   std::vector<Reference> refs;
+  // A sweep's runs/ID/train is named by its router and ID ("topk 3fa9c2e1b0d4"), any other run by its folder.
   auto name_of = [](const std::string& dir) {
-    const std::string base = base_name(dir);  // a sweep's runs/ID/train is named by its ID
-    return base == "train" ? base_name(normal(dir).parent_path().string()) : base;
+    const std::string base = base_name(dir);
+    if (base != "train") return base;
+    std::string router;
+    std::error_code e;
+    if (fs::exists(fs::path(dir) / "eval.json", e)) {
+      const nlohmann::json ev = read_json((fs::path(dir) / "eval.json").string());
+      if (ev.is_object() && ev.value("router", nlohmann::json()).is_string()) router = ev["router"].get<std::string>();
+    }
+    const std::string id = base_name(normal(dir).parent_path().string());
+    return router.empty() ? id : router + " " + id;
   };
   std::error_code ec;
-  for (const auto& r : given) {
+  for (const auto& given_ref : given) {
+    // NAME=DIR names the reference; a DIR that exists as given wins over that reading.
+    std::string r = given_ref, name;
+    if (const auto eq = given_ref.find('='); eq != std::string::npos && eq > 0 && !fs::exists(given_ref, ec)) {
+      name = given_ref.substr(0, eq);
+      r = given_ref.substr(eq + 1);
+    }
     if (!fs::is_directory(r, ec)) throw std::invalid_argument("--reference " + r + ": not a run directory");
     nlohmann::json summary = run_summary(r);
     if (summary.is_null())
       throw std::invalid_argument("--reference " + r + ": no metric summary (no eval.json and no evaluation in train_log.jsonl)");
-    refs.push_back({name_of(r), std::move(summary)});
+    refs.push_back({name.empty() ? name_of(r) : name, std::move(summary), r});
   }
   if (!given.empty() || auto_dir.empty()) return refs;
   const fs::path self = normal(auto_dir);
@@ -71,7 +86,7 @@ std::vector<Reference> load_references(const std::vector<std::string>& given, co
     const fs::path sibling = self.parent_path() / name;
     if (!fs::is_directory(sibling, ec) || fs::equivalent(sibling, self, ec)) continue;
     nlohmann::json summary = run_summary(sibling.string());
-    if (!summary.is_null()) refs.push_back({name, std::move(summary)});
+    if (!summary.is_null()) refs.push_back({name, std::move(summary), sibling.string()});
   }
   return refs;
 }

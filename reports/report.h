@@ -11,7 +11,8 @@ namespace moetb::reports {
 struct ReportOptions {
   std::string title;                    // empty: derived from the path
   std::string intro_html;               // optional lead section (a demo's "what to look for"), trusted HTML
-  std::vector<std::string> references;  // run directories shown beside a run (e.g. its oracle and random runs)
+  std::vector<std::string> references;  // run directories shown beside a run (e.g. its oracle and random runs); NAME=DIR names one
+  std::string name;                     // this run's name in tables and overlays (empty: "this run")
 };
 
 // What PATH is: "run" (has eval.json or train_log.jsonl), "sweep" (has sweep.json),

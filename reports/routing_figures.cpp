@@ -64,18 +64,31 @@ std::vector<int64_t> expert_order(const CountMatrix& c) {
   return order;
 }
 
-std::string routing_heatmaps(const TraceMetrics& m) {
-  const std::size_t n_domains = m.domains.size();
-  // One colour scale for every layer: 0 .. the largest p_d(e), rounded up.
+double routing_scale_top(const TraceMetrics& m) {
   double top = 0;
+  for (const LayerMetrics& lm : m.layers) {
+    const CountMatrix& c = lm.stats.counts;
+    for (int d = 0; d < c.n_domains; ++d) {
+      const int64_t n_d = c.row_sum(d);
+      for (int64_t e = 0; n_d > 0 && e < c.n_experts; ++e) top = std::max(top, static_cast<double>(c.at(d, e)) / static_cast<double>(n_d));
+    }
+  }
+  return top;
+}
+
+std::string routing_heatmaps(const TraceMetrics& m, double shared_top, const std::string& shared_with) {
+  const std::size_t n_domains = m.domains.size();
+  // One colour scale for every layer (and every run compared): diverging around the chance level
+  // 1/E, from 0 to the largest p_d(e) rounded up, at least 2/E so that chance is never near the top.
+  const double chance = m.num_experts > 0 ? 1.0 / static_cast<double>(m.num_experts) : NAN;
+  double top = std::isfinite(shared_top) ? shared_top : routing_scale_top(m);
   std::vector<std::vector<int64_t>> orders;
   std::vector<std::vector<double>> values;
   for (const LayerMetrics& lm : m.layers) {
     orders.push_back(expert_order(lm.stats.counts));
     values.push_back(domain_shares(lm.stats.counts, n_domains, orders.back()));
-    for (double v : values.back())
-      if (std::isfinite(v)) top = std::max(top, v);
   }
+  top = std::max(top, std::isfinite(chance) ? 2 * chance : 0.0);
   top = std::min(1.0, scale_top(top, top > 0.5 ? 0.1 : 0.05, 0.05));
   std::string out = "<div class=\"figures\">\n";
   for (std::size_t i = 0; i < m.layers.size(); ++i) {
@@ -90,19 +103,24 @@ std::string routing_heatmaps(const TraceMetrics& m) {
     map.values = values[i];
     map.vmin = 0;
     map.vmax = top;
+    map.neutral = chance;
+    map.neutral_label = "(1/E)";
     if (!map.cols.empty() && map.rows.size() < map.cols.size())  // few domains, many experts: taller rows
       map.cell_height = std::clamp(static_cast<int>(220 / std::max<std::size_t>(1, map.rows.size())), 0, 44);
     std::string caption = "<b>Layer " + std::to_string(lm.layer) + "</b> \xC2\xB7 RS " +
                           (lm.rs ? fmt(*lm.rs) : fmt(NAN)) + " \xC2\xB7 DI " + (lm.di ? fmt(*lm.di) : fmt(NAN)) +
                           ". Each row is a domain; colour is p_d(e), the share of domain d's assignments that go to "
                           "expert e (a row sums to 1). Columns are experts, labelled with their ids and grouped by the "
-                          "domain that uses each one most, then by that share, so specialised experts form bright "
-                          "blocks along the diagonal while evenly coloured rows mean routing that ignores the domain.";
+                          "domain that uses each one most, then by that share. The colours diverge around the chance "
+                          "level 1/E = " + fmt(chance, 3) + " (light grey): red cells get more of the domain than "
+                          "chance, blue cells less, so specialised experts form red blocks along the diagonal while "
+                          "grey rows mean routing that ignores the domain.";
     if (n_domains == 0) caption += " This trace labels no token with a domain, so there is nothing to show.";
     bool blank = false;
     for (std::size_t d = 0; d < n_domains; ++d) blank = blank || (!values[i].empty() && !std::isfinite(values[i][d * orders[i].size()]));
     if (blank) caption += " Hatched rows: domains with no token in this layer.";
-    caption += " The colour scale (0 to " + fmt(top, 2) + ") is the same for every layer.";
+    caption += " The colour scale (0 to " + fmt(top, 2) + ") is the same for every layer" +
+               (shared_with.empty() ? std::string(".") : " and for " + esc(shared_with) + ".");
     out += figure("chart heatmap", " data-layer=\"" + std::to_string(lm.layer) + "\"", charts::render_heatmap(map), caption);
   }
   return out + "</div>\n";

@@ -262,4 +262,48 @@ std::string eval_table(const nlohmann::json& eval) {
   return out;
 }
 
+std::string overlay_figures(const std::vector<std::pair<std::string, TrainLog>>& runs) {
+  if (runs.size() < 2) return "";
+  std::string out = "<div class=\"figures\">\n";
+  {
+    auto c = chart("Training loss of the runs compared", "cross-entropy (bits/token)");
+    std::size_t bucket = 1;
+    for (std::size_t i = 0; i < runs.size(); ++i) {
+      const auto it = runs[i].second.steps.find("loss_bits");
+      if (it == runs[i].second.steps.end()) continue;
+      std::size_t b = 1;
+      c.series.push_back(series(runs[i].first, thin(it->second, &b), static_cast<int>(i), false));
+      bucket = std::max(bucket, b);
+    }
+    if (!c.series.empty())
+      out += curve(c, "overlay-loss",
+                   "Training loss of this run (first in the legend) and of each run beside it, one colour per run, on the "
+                   "same axes." + thinned_note(bucket));
+  }
+  struct Overlay {
+    std::string key, label, id;
+  };
+  const std::vector<Overlay> keys = {{"eval.loss_bits", "Validation loss", "overlay-val"},
+                                     {"metrics_summary.rs", "RS", "overlay-rs"},
+                                     {"metrics_summary.load.utilization", "Utilization", "overlay-utilization"}};
+  for (const auto& [key, label, id] : keys) {
+    auto c = chart(label + " at each evaluation, runs compared", key == "eval.loss_bits" ? "cross-entropy (bits/token)" : label);
+    for (std::size_t i = 0; i < runs.size(); ++i) {
+      Points p;
+      for (const auto& e : runs[i].second.evals) {
+        const double st = number_or_nan(e.value("step", nlohmann::json()));
+        const double v = number_or_nan(at_path(e, key));
+        if (std::isfinite(st) && std::isfinite(v)) p.emplace_back(st, v);
+      }
+      if (!p.empty()) c.series.push_back(series(runs[i].first, p, static_cast<int>(i), true));
+    }
+    if (!c.series.empty())
+      out += curve(c, id,
+                   label + " at every evaluation of each run, one colour per run (the same colours as the loss overlay). "
+                   "One run per setting: a gap between curves smaller than the spread between seeds is not an effect "
+                   "(compare seeds with moetb compare --a RUN... --b RUN...).");
+  }
+  return out + "</div>\n";
+}
+
 }  // namespace moetb::reports

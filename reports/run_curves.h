@@ -28,6 +28,10 @@ TrainLog read_train_log(const std::string& path);
 // The <figure class="chart curve"> figures (in a flex container).
 std::string curve_figures(const TrainLog& log);
 
+// Several runs on shared axes (this run first, then the runs beside it, by name): training loss,
+// validation loss, RS and utilization at each evaluation, one colour per run. "" for fewer than 2.
+std::string overlay_figures(const std::vector<std::pair<std::string, TrainLog>>& runs);
+
 // The final evaluation per domain (<table id="eval-table">) from an "eval" object.
 std::string eval_table(const nlohmann::json& eval);
 

@@ -2,6 +2,8 @@
 // from train_log.jsonl, the final evaluation, the metric summary beside reference runs, the
 // routing heatmaps and load of the final evaluation trace, and router saturation over
 // training. A run still in progress (no eval.json yet) is reported from its last evaluation.
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <optional>
 
@@ -54,6 +56,18 @@ std::string config_content(const fs::path& dir, const nlohmann::json& run, const
   return out;
 }
 
+// The final routing trace of a run directory: the one eval.json names, else the last in traces/; "" if none.
+std::string final_trace_of(const fs::path& dir) {
+  std::error_code ec;
+  if (fs::exists(dir / "eval.json", ec)) {
+    const nlohmann::json ev = read_json((dir / "eval.json").string());
+    if (ev.is_object() && ev.value("trace", nlohmann::json()).is_string() && fs::exists(dir / ev["trace"].get<std::string>(), ec))
+      return (dir / ev["trace"].get<std::string>()).string();
+  }
+  const auto traces = run_traces(dir.string());
+  return traces.empty() ? "" : traces.back().second;
+}
+
 }  // namespace
 
 std::string render_run(const std::string& path, const ReportOptions& options) {
@@ -91,6 +105,14 @@ std::string render_run(const std::string& path, const ReportOptions& options) {
                   "Loss in bits per token against training step, the auxiliary losses, load balance and the routing "
                   "metrics at each evaluation, from <code>train_log.jsonl</code>.",
                   curves);
+  const std::string self_name = options.name.empty() ? "this run" : options.name;
+  if (!refs.empty()) {
+    std::vector<std::pair<std::string, TrainLog>> logs = {{self_name, log}};
+    for (const auto& r : refs)
+      if (!r.dir.empty()) logs.emplace_back(r.name, read_train_log((fs::path(r.dir) / "train_log.jsonl").string()));
+    if (const std::string overlays = overlay_figures(logs); !overlays.empty())
+      body += section("overlays", "Beside the other runs", "This run's curves and those of the runs beside it, on shared axes.", overlays);
+  }
 
   std::string metrics;
   const nlohmann::json summary = final_eval.value("metrics_summary", nlohmann::json());
@@ -107,7 +129,7 @@ std::string render_run(const std::string& path, const ReportOptions& options) {
                (refs.empty() ? std::string(".") : ", beside the reference run" + std::string(refs.size() > 1 ? "s " : " ") + refs_text +
                                                        " (the oracle bounds specialization from above, random from below).") +
                "</p>\n";
-    metrics += metric_table(summary.is_null() ? full["summary"] : summary, refs, "this run");
+    metrics += metric_table(summary.is_null() ? full["summary"] : summary, refs, self_name);
     if (full.is_object()) metrics += domain_table(full) + layer_table(full["layers"]);
   }
   body += section("metrics", "Metrics", "", metrics);
@@ -115,8 +137,20 @@ std::string render_run(const std::string& path, const ReportOptions& options) {
   const std::string trace_note = measured ? "From the final evaluation trace <code>" + esc(fs::path(final_trace).filename().string()) +
                                                 "</code> (" + std::to_string(measured->tokens) + " validation tokens)."
                                           : "";
+  // One colour scale for this run and the runs beside it, so their heatmaps compare by colour.
+  double shared_top = measured ? routing_scale_top(*measured) : NAN;
+  std::string shared_with;
+  for (const auto& r : refs) {
+    const std::string t = r.dir.empty() || !measured ? "" : final_trace_of(r.dir);
+    if (t.empty()) continue;
+    const TraceMetrics rm = measure_trace(t);
+    if (rm.num_experts != measured->num_experts) continue;
+    shared_top = std::max(shared_top, routing_scale_top(rm));
+    shared_with += (shared_with.empty() ? "" : ", ") + r.name;
+  }
+  if (!shared_with.empty()) shared_with = "the reports of the runs compared (" + self_name + ", " + shared_with + ")";
   body += section("routing", "Routing per layer", trace_note,
-                  measured ? routing_heatmaps(*measured) : note("No evaluation trace in traces/: no routing heatmaps."));
+                  measured ? routing_heatmaps(*measured, shared_top, shared_with) : note("No evaluation trace in traces/: no routing heatmaps."));
   body += section("load", "Expert load", trace_note,
                   measured ? load_heatmap(*measured) + (full.is_object() ? load_table(full["layers"]) : "")
                            : note("No evaluation trace in traces/: no load figure."));
@@ -139,6 +173,8 @@ std::string render_run(const std::string& path, const ReportOptions& options) {
   if (!finished)
     subtitle += std::string(" \xC2\xB7 <b>not finished</b> (no eval.json yet; ") +
                 (log.evals.empty() ? "no evaluation either)" : "showing the last evaluation)");
+  if (body.find("<section id=\"overlays\"") != std::string::npos)
+    toc.insert(toc.begin() + 2, {"overlays", "Overlays"});
   return page(title, "run", subtitle, toc, body);
 }
 

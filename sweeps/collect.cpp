@@ -9,6 +9,7 @@
 #include <set>
 
 #include "charts/line_chart.h"
+#include "sweeps/paired.h"
 
 namespace fs = std::filesystem;
 
@@ -123,21 +124,46 @@ std::vector<std::pair<std::string, std::string>> sweep_plots(const ResultsTable&
         }
         s = sorted;
       }
+      std::size_t n_lo = SIZE_MAX, n_hi = 0;  // seeds per point, said in the title
+      for (const auto& g : groups)
+        if (!g.axis_values[a].empty() && g.stats.at(m).n > 0) {
+          n_lo = std::min(n_lo, g.stats.at(m).n);
+          n_hi = std::max(n_hi, g.stats.at(m).n);
+        }
+      if (n_hi > 0)
+        chart.title += n_hi < 2 ? " (n = 1 seed: no interval)"
+                                : " (mean, 95% t interval; n = " + (n_lo == n_hi ? std::to_string(n_hi) : std::to_string(n_lo) + "-" + std::to_string(n_hi)) + " seeds)";
       plots.emplace_back("plots/" + file_part(m) + "-vs-" + file_part(short_axis(t.axis_keys[a])) + ".svg", render_line_chart(chart));
     }
   }
-  // Utilization against RS, one point per completed run, one colour per router.
+  // Utilization against RS, one point per completed run, one colour per combination of the axes
+  // that vary among the runs (the router, the coefficient, ...), so no axis hides inside a colour.
   LineChart scatter;
   scatter.title = "Expert utilization against Routing Specialization (one point per run)";
   scatter.x_label = column_title("rs");
   scatter.y_label = column_title("load.utilization") + " (1 = balanced)";
   scatter.draw_lines = false;
+  std::vector<bool> varies(t.axis_keys.size(), false);
+  for (std::size_t b = 0; b < t.axis_keys.size(); ++b) {
+    std::set<std::string> values;
+    for (const auto& r : t.rows)
+      if (r.status == "ok")
+        for (const auto& [k, v] : r.entry.axes)
+          if (k == t.axis_keys[b]) values.insert(v);
+    varies[b] = values.size() > 1;
+  }
   std::map<std::string, std::size_t> series_of;
   for (const auto& r : t.rows) {
     const auto rs = r.values.find("rs");
     const auto util = r.values.find("load.utilization");
     if (r.status != "ok" || rs == r.values.end() || util == r.values.end()) continue;
-    const std::string name = r.router.empty() ? "runs" : r.router;
+    std::string name;
+    for (std::size_t b = 0; b < t.axis_keys.size(); ++b) {
+      if (!varies[b]) continue;
+      for (const auto& [k, v] : r.entry.axes)
+        if (k == t.axis_keys[b]) name += (name.empty() ? "" : ", ") + (k == "router.name" ? v : last_part(k) + "=" + v);
+    }
+    if (name.empty()) name = r.router.empty() ? "runs" : r.router;
     auto [it, fresh] = series_of.emplace(name, scatter.series.size());
     if (fresh) scatter.series.push_back({name, {}, {}, {}});
     scatter.series[it->second].x.push_back(rs->second);
@@ -164,7 +190,9 @@ CollectReport collect(const SweepDir& dir, const CollectOptions& options) {
   }
   const fs::path out = options.out.empty() ? dir.root() : fs::path(options.out);
   fs::create_directories(out / "plots");
-  const auto plots = sweep_plots(table, groups, metrics);
+  auto plots = sweep_plots(table, groups, metrics);
+  const std::vector<PairedComparison> paired = paired_comparisons(table, groups);
+  for (auto& p : paired_plots(table, groups, paired, metrics)) plots.push_back(std::move(p));
   std::vector<std::string> plot_names;
   for (const auto& [name, svg] : plots) {
     write_file_atomic(out / name, svg);
@@ -172,11 +200,20 @@ CollectReport collect(const SweepDir& dir, const CollectOptions& options) {
   }
   std::string md = "# Sweep " + plan.name + "\n\n" + std::to_string(report.ok) + " runs complete, " + std::to_string(report.failed) +
                    " failed, " + std::to_string(report.pending) + " pending (results.csv has one row per run; summary.csv every column).\n\n";
-  md += summary_markdown(table, groups, metrics, plot_names);
+  md += summary_markdown(table, groups, metrics, {});
+  if (const std::string pm = paired_markdown(table, groups, paired, metrics); !pm.empty()) md += "\n" + pm;
+  if (!plot_names.empty()) {
+    md += "\n## Plots\n\n";
+    for (const auto& p : plot_names) md += "![" + p + "](" + p + ")\n";
+  }
   write_file_atomic(out / "results.csv", results_csv(table));
   write_file_atomic(out / "summary.csv", summary_csv(table, groups));
   write_file_atomic(out / "summary.md", md);
   report.files = {"results.csv", "summary.csv", "summary.md"};
+  if (!paired.empty()) {
+    write_file_atomic(out / "paired.csv", paired_csv(table, groups, paired));
+    report.files.push_back("paired.csv");
+  }
   report.files.insert(report.files.end(), plot_names.begin(), plot_names.end());
   return report;
 }

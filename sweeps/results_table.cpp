@@ -38,14 +38,18 @@ std::vector<std::pair<std::string, double>> row_values(const nlohmann::json& r) 
   return v;
 }
 
-std::string md_number(double x, const char* fmt) {
-  if (!std::isfinite(x)) return "";
-  char buf[48];
-  std::snprintf(buf, sizeof buf, fmt, x);
-  return buf;
-}
-
 }  // namespace
+
+std::string table_number(double x, int digits, bool signed_) {
+  if (!std::isfinite(x)) return "";
+  char buf[64];
+  const double mag = std::fabs(x);
+  if (mag >= std::pow(10.0, digits)) std::snprintf(buf, sizeof buf, signed_ ? "%+.0f" : "%.0f", x);
+  else std::snprintf(buf, sizeof buf, signed_ ? "%+.*g" : "%.*g", digits, x);
+  std::string s = buf;
+  if (s == "-0" || s == "+0" || s == "-0.0") s = signed_ ? "0" : "0";
+  return s;
+}
 
 std::string format_number(double x) {
   if (!std::isfinite(x)) return "";
@@ -198,8 +202,8 @@ std::string summary_markdown(const ResultsTable& t, const std::vector<GroupSumma
         s += " |";
         continue;
       }
-      s += " " + md_number(it->second.mean, "%.4g");
-      if (it->second.n >= 2) s += " ± " + md_number(it->second.ci95, "%.2g");
+      s += " " + table_number(it->second.mean, 3);
+      if (it->second.n >= 2) s += " ± " + table_number(it->second.ci95, 2);
       s += " |";
     }
     s += "\n";

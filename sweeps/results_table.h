@@ -48,5 +48,8 @@ std::string summary_markdown(const ResultsTable& table, const std::vector<GroupS
 
 std::string csv_field(const std::string& s);
 std::string format_number(double x);  // shortest round-trip text, "" for NaN
+// The number format of every Markdown/terminal table (summary.md, paired differences, demos):
+// `digits` significant digits (whole numbers from 10^digits up), "" for NaN; signed_ adds '+'.
+std::string table_number(double x, int digits = 3, bool signed_ = false);
 
 }  // namespace moetb::sweeps

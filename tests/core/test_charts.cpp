@@ -324,6 +324,26 @@ TEST_CASE("heatmap: one cell per value with tooltips, labels and a labelled colo
   CHECK(svg.find("missing") == std::string::npos);
 }
 
+TEST_CASE("heatmap: a diverging scale puts the neutral value (chance 1/E) at light grey, mid-legend", "[sweeps]") {
+  Heatmap map;
+  map.rows = {"a", "b"};
+  map.cols = {"e0", "e1", "e2", "e3"};
+  map.values = {0.25, 0.25, 0.25, 0.25, 1.0, 0.0, 0.0, 0.0};  // a: uniform (chance), b: one expert
+  map.vmin = 0;
+  map.vmax = 1;
+  map.neutral = 0.25;
+  map.neutral_label = "(1/E)";
+  const std::string svg = render_heatmap(map);
+  check_standalone_svg(svg);
+  CHECK(count(svg, "fill=\"#f0f0f0\"") == 4);  // the uniform row is neutral, not bright
+  CHECK(count(svg, "fill=\"#b2182b\"") == 1);  // all of b on one expert: dark red
+  CHECK(count(svg, "fill=\"#2166ac\"") == 3);  // never chosen: blue
+  const std::string legend = group(svg, "colour-legend");
+  CHECK(legend.find(">0.25 (1/E)</text>") != std::string::npos);
+  CHECK(legend.find(">1</text>") != std::string::npos);
+  CHECK(legend.find(">0</text>") != std::string::npos);
+}
+
 TEST_CASE("heatmap: NaN cells are grey and hatched, labels are escaped", "[sweeps]") {
   Heatmap map;
   map.rows = {"r<1>", "r&2"};

@@ -52,6 +52,22 @@ TEST_CASE("cli: a tiny moetb train run end to end, then moetb runs", "[cli]") {
   const Run table = run_moetb(cli, "runs run");
   CHECK(table.rc == 0);
   CHECK(ttu::contains(table.out, "oracle"));
+  // A second run: `runs` labels them by what differs, router names whole; compare and metrics take run directories.
+  const Run r2 = run_moetb(cli, "train --data data --out sub/dir/run2 --router expert_choice --seed 2 --steps 2 " + tiny);
+  INFO(r2.err);
+  REQUIRE(r2.rc == 0);
+  const Run both = run_moetb(cli, "runs run sub/dir/run2");
+  CHECK(both.rc == 0);
+  CHECK(ttu::contains(both.out, "router=oracle seed=1"));
+  CHECK(ttu::contains(both.out, "router=expert_choice seed=2 expert_choice"));
+  const Run cmp = run_moetb(cli, "compare run sub/dir/run2");
+  INFO(cmp.err);
+  CHECK(cmp.rc == 0);
+  CHECK(ttu::contains(cmp.out, "token-sampling noise"));
+  CHECK(run_moetb(cli, "metrics sub/dir/run2 -o out/nested/m.txt").rc == 0);  // missing parent folders are created
+  CHECK(fs::exists(work.file("out/nested/m.txt")));
+  const Run help = run_moetb(cli, "train --help");
+  for (const char* name : {"topk", "oracle", "hash", "random", "expert_choice", "sinkhorn"}) CHECK(ttu::contains(help.out, name));
   // The trace is measured by the ordinary metrics command.
   CHECK(run_moetb(cli, "metrics run/traces/step-000002.safetensors --json").rc == 0);
   const Run listing = run_moetb(cli, "routers");

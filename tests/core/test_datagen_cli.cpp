@@ -116,11 +116,20 @@ TEST_CASE("datagen cli: bad settings fail cleanly and write nothing", "[datagen]
   CHECK_DATAGEN_FAILS(cli, out + "--domain x=empty", "text_domains.x", left);
   CHECK_DATAGEN_FAILS(cli, out + "--domain x", "NAME=DIR", left);
   CHECK_DATAGEN_FAILS(cli, "datagen " + kSmall, "--out", left);
-  CHECK_DATAGEN_FAILS(cli, "datagen --out no/such/parent/D " + kSmall, "parent", left);
+  // Missing parent folders are created only once the settings are valid: a bad one leaves none.
+  CHECK_DATAGEN_FAILS(cli, "datagen --out no/such/parent/D --shares 1,1 " + kSmall, "shares", left);
   CHECK_DATAGEN_FAILS(cli, "datagen --stats empty", "manifest.json", left);
   // Fails only while writing (after the temporary directory exists): a few 3-byte files per
   // split cannot fill one sequence of 128. Nothing may be left behind, hidden or not.
   CHECK_DATAGEN_FAILS(cli, out + "--domain t=tiny --val-fraction 0.5", "seq_len", left);
+}
+
+TEST_CASE("datagen cli: --out creates missing parent folders (datagen --out data/default on a fresh clone)", "[datagen]") {
+  Cli cli;
+  const Result r = cli.run("datagen --out data/default " + kSmall);
+  INFO("stderr: " << r.err);
+  REQUIRE(r.rc == 0);
+  CHECK(fs::exists(cli.work.file("data/default/manifest.json")));
 }
 
 TEST_CASE("datagen cli: an existing --out survives without --force", "[datagen]") {

@@ -195,6 +195,17 @@ TEST_CASE("report: a tiny real training run has curves, heatmaps, metrics beside
   const std::string ref = ttu::read_bytes(cli.work.file("ref.html"));
   CHECK(ttu::contains(ref, "<th scope=\"col\" class=\"num\">random</th><th scope=\"col\">what it means</th>"));
   CHECK(count(ref, ">oracle</th>") == 0);
+  // NAME=DIR names a reference; its curves overlay this run's, and the heatmaps share one colour scale.
+  const ctu::Result named = cli.run("report demo/topk --out named.html --reference 'the random floor=demo/random'");
+  INFO(named.err);
+  REQUIRE(named.rc == 0);
+  const std::string nh = ttu::read_bytes(cli.work.file("named.html"));
+  CHECK(ttu::contains(nh, ">the random floor</th>"));
+  CHECK(ttu::contains(nh, "<section id=\"overlays\">"));
+  CHECK(ttu::contains(nh, "data-curve=\"overlay-loss\""));
+  CHECK(ttu::contains(nh, "and for the reports of the runs compared (this run, the random floor)"));
+  CHECK(ttu::contains(nh, "chance level 1/E = 0.250"));
+  check_self_contained(nh);
 }
 
 TEST_CASE("report: bad input is one line, exit 1 and no output file", "[reports]") {
@@ -207,7 +218,7 @@ TEST_CASE("report: bad input is one line, exit 1 and no output file", "[reports]
   for (const std::string args : {"report nowhere --out out.html", "report notes.txt --out out.html",
                                   "report bad.safetensors --out out.html", "report empty --out out.html",
                                   "report t.safetensors", "report t.safetensors --out out.html --reference badref",
-                                  "report t.safetensors --out missing-dir/out.html"}) {
+                                  "report nowhere --out missing-dir/out.html"}) {
     INFO(args);
     const ctu::Result r = cli.run(args);
     CHECK(r.rc == 1);
@@ -217,4 +228,7 @@ TEST_CASE("report: bad input is one line, exit 1 and no output file", "[reports]
   }
   // Nothing but the inputs is left behind (no temporary files either).
   CHECK(cli.work.entries() == std::vector<std::string>{"bad.safetensors", "badref", "empty", "notes.txt", "t.safetensors"});
+  // A good report into a folder that does not exist yet creates it.
+  REQUIRE(cli.run("report t.safetensors --out new/dir/out.html").rc == 0);
+  CHECK(fs::exists(cli.work.file("new/dir/out.html")));
 }

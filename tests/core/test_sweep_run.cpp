@@ -103,8 +103,14 @@ TEST_CASE("sweep run: a failing run is recorded and does not stop the others; --
   CHECK(ttu::contains(csv, "planted failure"));
   const std::string md = ttu::read_bytes(cli.work.file("sw/summary.md"));
   CHECK(ttu::contains(md, "| false | 2.0 | 2 | 2 ± 0 |"));
+  // Paired by seed: loss 3.0 against 2.0 among the runs that did not fail, +1 in both seeds.
+  CHECK(ttu::contains(md, "| loss: 3.0 - 2.0 | fail=false | 2 | **+1 [+1, +1], 2 of 2 seeds** |"));
+  CHECK(ttu::contains(ttu::read_bytes(cli.work.file("sw/paired.csv")), "fake.loss,fail=false,2.0,3.0,val_bits,2,1,0,0,1,1,2,0,0,true"));
+  CHECK(fs::exists(cli.work.file("sw/plots/paired-val_bits.svg")));
+  CHECK(ttu::contains(ttu::read_bytes(cli.work.file("sw/plots/val_bits-vs-fake_loss.svg")), "n = 2 seeds"));
   CHECK(fs::exists(cli.work.file("sw/plots/val_bits-vs-fake_fail.svg")));
   CHECK(fs::exists(cli.work.file("sw/plots/utilization-vs-rs.svg")));
+  CHECK(ttu::contains(ttu::read_bytes(cli.work.file("sw/plots/utilization-vs-rs.svg")), ">loss=3.0</text>"));  // coloured by the axis that varies
   const ctu::Result bad = cli.run("sweep collect sw --metrics nope");
   CHECK(bad.rc == 1);
   CHECK(ctu::one_line(bad.err));

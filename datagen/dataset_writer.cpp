@@ -164,7 +164,7 @@ nlohmann::json write_text_dataset(const TextCorpus& corpus, const DatagenConfig&
     m["bos_token"] = cfg.bos ? nlohmann::json(corpus.bos_token()) : nlohmann::json(nullptr);
     m["seq_len"] = cfg.seq_len;
     m["tokenizer"] = corpus.tokenizer_json();  // a subword model is stored beside the data
-    if (corpus.subword() != nullptr) write_text(dir / "tokenizer.model", corpus.subword()->serialized());
+    if (corpus.subword() != nullptr) dir.write_file(dir.tmp() / "tokenizer.model", corpus.subword()->serialized());
     for (int64_t d = 0; d < n_domains; ++d) {
       const TextDomainSummary& sd = corpus.domains()[d];
       nlohmann::json dj = split_counts_json(counts, d);

@@ -54,22 +54,9 @@ ModelConfig model_config(const TrainConfig& c, const Dataset& data, const std::v
   m.moe.n_experts = c.n_experts;
   m.moe.top_k = c.top_k;
   m.moe.n_shared_experts = c.n_shared_experts;
-  m.moe.router.name = c.router;
-  m.moe.router.score = c.score;
-  m.moe.router.renormalize = c.renormalize;
-  m.moe.router.balance_coef = c.balance_coef;
-  m.moe.router.z_loss_coef = c.z_loss_coef;
+  m.moe.router = c.router;
   m.moe.router.seed = static_cast<uint64_t>(c.seed);
   m.moe.router.domain_groups = groups;
-  m.moe.router.balance_scope = c.balance_scope;
-  m.moe.router.seq_aux_coef = c.seq_aux_coef;
-  m.moe.router.bias_update_rate = c.bias_update_rate;
-  m.moe.router.n_groups = c.n_groups;
-  m.moe.router.topk_groups = c.topk_groups;
-  m.moe.router.jitter = c.jitter;
-  m.moe.router.topk_before_softmax = c.topk_before_softmax;
-  m.moe.router.capacity_factor = c.capacity_factor;
-  m.moe.router.drop_policy = c.drop_policy;
   return m;
 }
 
@@ -157,7 +144,7 @@ TrainResult train_model(const TrainConfig& cfg, const TrainOptions& opts) {
   const Dataset data(cfg.data_dir);
   std::vector<std::vector<int>> groups;
   if (data.n_domains() <= cfg.n_experts) groups = make_reference_groups(cfg.n_experts, static_cast<int>(data.n_domains()), static_cast<int>(cfg.oracle_overlap));
-  else if (cfg.router == "oracle")
+  else if (cfg.router.name == "oracle")
     throw std::invalid_argument("router.name: the oracle needs at least one expert per domain (" + std::to_string(data.n_domains()) +
                                 " domains, " + std::to_string(cfg.n_experts) + " experts)");
 
@@ -261,7 +248,7 @@ TrainResult train_model(const TrainConfig& cfg, const TrainOptions& opts) {
       restore_router_states(*model, saved);
       char name[48];
       std::snprintf(name, sizeof name, "traces/step-%06lld.safetensors", static_cast<long long>(step));
-      ev.trace.meta_data.model = "moetb " + cfg.router + " d" + std::to_string(cfg.d_model) + " L" + std::to_string(cfg.n_layers) +
+      ev.trace.meta_data.model = "moetb " + cfg.router.name + " d" + std::to_string(cfg.d_model) + " L" + std::to_string(cfg.n_layers) +
                                  " E" + std::to_string(cfg.n_experts) + " k" + std::to_string(cfg.top_k);
       ev.trace.meta_data.source = "moetb train step " + std::to_string(step);
       write_trace_file(ev.trace, (run / name).string(), cfg.n_experts <= 32767 ? DType::kI16 : DType::kI32);
@@ -275,7 +262,7 @@ TrainResult train_model(const TrainConfig& cfg, const TrainOptions& opts) {
                     (ev.floor_bits ? " (floor " + std::to_string(*ev.floor_bits) + ")" : ""));
       if (last) {
         result.eval = record;
-        result.eval["router"] = cfg.router;
+        result.eval["router"] = cfg.router.name;
         result.eval["metrics"] = metrics;
         result.eval["seed"] = cfg.seed;
         result.eval["git_revision"] = opts.git_revision;

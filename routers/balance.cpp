@@ -56,8 +56,8 @@ void StepLoad::add(const at::Tensor& experts) {
 
 at::Tensor scoped_balance_loss(const RouterConfig& cfg, const at::Tensor& probs, const at::Tensor& experts,
                                const RouteContext& ctx, const StepLoad& step) {
-  if (cfg.balance_scope == "sequence") return sequence_balance_loss(probs, experts, ctx.sequence_ids);
-  if (cfg.balance_scope == "global_batch" && ctx.training) return counts_balance_loss(probs, step.counts());
+  if (cfg.balance_scope == BalanceScope::kSequence) return sequence_balance_loss(probs, experts, ctx.sequence_ids);
+  if (cfg.balance_scope == BalanceScope::kGlobalBatch && ctx.training) return counts_balance_loss(probs, step.counts());
   return switch_balance_loss(probs, experts);
 }
 

@@ -32,8 +32,6 @@ class OracleRouter final : public Router {
     const auto n_domains = static_cast<int64_t>(cfg_.domain_groups.size());
     if (n_domains == 0)
       throw std::invalid_argument("oracle router needs domain_groups (one expert list per domain id)");
-    if (cfg_.score != "softmax")
-      throw std::invalid_argument("oracle router supports score 'softmax' only, got '" + cfg_.score + "'");
     allowed_ = at::zeros({n_domains, n_experts}, at::kBool);  // [n_domains, E]
     group_size_ = at::zeros({n_domains}, at::kLong);          // [n_domains]
     auto allowed = allowed_.accessor<bool, 2>();

@@ -36,7 +36,7 @@ class TopkRouter final : public Router {
       : Router(cfg), step_(cfg.n_experts), bias_(static_cast<std::size_t>(cfg.n_experts), 0.0),
         rng_(mix_seed({cfg.seed, kJitterSalt})) {}
   std::string name() const override { return "topk"; }
-  bool needs_sequence_ids() const override { return cfg_.balance_scope == "sequence" || cfg_.seq_aux_coef > 0.0; }
+  bool needs_sequence_ids() const override { return cfg_.balance_scope == BalanceScope::kSequence || cfg_.seq_aux_coef > 0.0; }
 
   void end_step() override {
     update_balance_bias(bias_, step_.counts(), cfg_.bias_update_rate);
@@ -65,7 +65,7 @@ class TopkRouter final : public Router {
   RoutingDecision do_route(const at::Tensor& logits_in, const RouteContext& ctx) override {
     const at::Tensor logits = ctx.training && cfg_.jitter > 0.0 ? jittered(logits_in) : logits_in;  // [n_tokens, E]
     const at::Tensor probs = at::softmax(logits, 1);                                                 // [n_tokens, E]
-    const at::Tensor scores = cfg_.score == "sigmoid" ? at::sigmoid(logits) : probs;                 // [n_tokens, E]
+    const at::Tensor scores = cfg_.score == Score::kSigmoid ? at::sigmoid(logits) : probs;                 // [n_tokens, E]
     at::Tensor select = scores.detach();  // [n_tokens, E]: selection only, never the weights
     if (cfg_.bias_update_rate > 0.0)
       select = select.add(at::from_blob(bias_.data(), {cfg_.n_experts}, at::kDouble).to(select.options()));

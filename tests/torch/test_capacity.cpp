@@ -21,7 +21,7 @@ namespace {
 
 constexpr int64_t kTokens = 96, kE = 6, kK = 2;
 
-MoEConfig capacity_config(double factor, const std::string& policy) {
+MoEConfig capacity_config(double factor, DropPolicy policy) {
   MoEConfig cfg;
   cfg.d_model = 16;
   cfg.d_ff = 8;
@@ -39,9 +39,9 @@ TEST_CASE("capacity: no expert exceeds C, the policy decides who stays, dropless
   CHECK(expert_capacity(kTokens, kK, kE, 1.0) == 32);
   CHECK(expert_capacity(kTokens, kK, kE, 0.7) == 23);  // ceil(22.4)
   const at::Tensor x = moetb_test::seeded_randn({kTokens, 16}, 9);
-  for (const char* policy : {"probability", "position"}) {
+  for (const DropPolicy policy : {DropPolicy::kProbability, DropPolicy::kPosition}) {
     for (double factor : {0.0, 0.5, 1.0}) {
-      INFO(policy << " factor " << factor);
+      INFO(enum_name(policy) << " factor " << factor);
       at::manual_seed(4);
       MoEFeedForward layer(capacity_config(factor, policy));
       // The router's own decision, before the capacity limit (topk is stateless in what it picks).
@@ -81,11 +81,10 @@ TEST_CASE("capacity: no expert exceeds C, the policy decides who stays, dropless
             first_dropped = std::min(first_dropped, t);
           }
         }
-        if (std::string(policy) == "probability") CHECK(min_kept_w >= max_dropped_w);
+        if (policy == DropPolicy::kProbability) CHECK(min_kept_w >= max_dropped_w);
         else CHECK(last_kept < first_dropped);
       }
     }
   }
-  MoEConfig bad = capacity_config(1.0, "random");
-  CHECK_THROWS_WITH(MoEFeedForward(bad), Catch::Contains("drop_policy"));
+  CHECK_THROWS_WITH(parse_enum<DropPolicy>("random"), "'random' is not one of: probability, position");
 }

@@ -184,33 +184,32 @@ TEST_CASE("make_router rejects unknown names and bad configs", "[routers]") {
              Equals("unknown router 'nope' (known: topk, oracle, hash, random, expert_choice, sinkhorn)"));
   cfg = contract_config("topk", 0);
   CHECK_THAT(invalid_argument_message([&] { make_router(cfg); }),
-             Equals("router top_k must lie in [1, n_experts=8], got 0"));
+             Equals("moe.top_k: must be in [1, n_experts=8], got 0"));
   cfg = contract_config("topk", 9);
   CHECK_THAT(invalid_argument_message([&] { make_router(cfg); }), Contains("got 9"));
   cfg = contract_config("topk", 2);
   cfg.n_experts = 0;
-  CHECK_THAT(invalid_argument_message([&] { make_router(cfg); }), Equals("router n_experts must be >= 1, got 0"));
+  CHECK_THAT(invalid_argument_message([&] { make_router(cfg); }), Equals("moe.n_experts: must be >= 1, got 0"));
   cfg = contract_config("topk", 2);
-  cfg.score = "relu";
-  CHECK_THAT(invalid_argument_message([&] { make_router(cfg); }),
-             Equals("router score must be 'softmax' or 'sigmoid', got 'relu'"));
+  CHECK_THAT(invalid_argument_message([&] { parse_enum<Score>("relu"); }), Equals("'relu' is not one of: softmax, sigmoid"));
+  CHECK(parse_enum<Score>("sigmoid") == Score::kSigmoid);
+  CHECK(enum_name(DropPolicy::kPosition) == "position");
   cfg = contract_config("topk", 2);
   cfg.balance_coef = -1;
-  CHECK_THAT(invalid_argument_message([&] { make_router(cfg); }), Contains("balance_coef must be finite and >= 0"));
+  CHECK_THAT(invalid_argument_message([&] { make_router(cfg); }), Equals("router.balance_coef: must be finite and >= 0, got -1"));
   cfg = contract_config("topk", 2);
   cfg.z_loss_coef = std::nan("");
-  CHECK_THAT(invalid_argument_message([&] { make_router(cfg); }), Contains("z_loss_coef must be finite and >= 0"));
+  CHECK_THAT(invalid_argument_message([&] { make_router(cfg); }), Contains("router.z_loss_coef: must be finite and >= 0"));
   cfg = contract_config("topk", 2);
-  cfg.balance_scope = "batch";
-  CHECK_THAT(invalid_argument_message([&] { make_router(cfg); }),
-             Equals("router balance_scope must be 'micro_batch', 'sequence' or 'global_batch', got 'batch'"));
+  CHECK_THAT(invalid_argument_message([&] { parse_enum<BalanceScope>("batch"); }),
+             Equals("'batch' is not one of: sequence, micro_batch, global_batch"));
   cfg = contract_config("topk", 2);
   cfg.n_groups = 3;
-  CHECK_THAT(invalid_argument_message([&] { make_router(cfg); }), Contains("n_groups must be >= 1 and divide n_experts=8"));
+  CHECK_THAT(invalid_argument_message([&] { make_router(cfg); }), Contains("router.n_groups: must be >= 1 and divide n_experts=8"));
   cfg = contract_config("topk", 2);
   cfg.capacity_factor = -0.5;
-  CHECK_THAT(invalid_argument_message([&] { make_router(cfg); }), Contains("capacity_factor must be finite and >= 0"));
+  CHECK_THAT(invalid_argument_message([&] { make_router(cfg); }), Contains("router.capacity_factor: must be finite and >= 0"));
   cfg = contract_config("topk", 2);
   cfg.jitter = 1.0;
-  CHECK_THAT(invalid_argument_message([&] { make_router(cfg); }), Equals("router jitter must be < 1, got 1.000000"));
+  CHECK_THAT(invalid_argument_message([&] { make_router(cfg); }), Equals("router.jitter: must be in [0, 1), got 1"));
 }

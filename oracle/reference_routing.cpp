@@ -52,7 +52,7 @@ ReferenceRouting topk_select_reference(const double* logits, int64_t n_tokens, i
     for (int64_t j = 0; j < k; ++j) {
       const int64_t e = order[static_cast<std::size_t>(j)];
       out.experts[at2(t, j, k)] = e;
-      out.weights[at2(t, j, k)] = s[static_cast<std::size_t>(e)] / (renormalize ? total : 1.0);
+      out.weights[at2(t, j, k)] = s[static_cast<std::size_t>(e)] / (renormalize && k > 1 ? total : 1.0);  // k = 1: Switch
     }
   }
   return out;

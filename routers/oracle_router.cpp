@@ -79,7 +79,7 @@ class OracleRouter final : public Router {
     RoutingDecision d;
     d.experts = top_ids.masked_fill(empty, -1);                            // [n_tokens, k]
     at::Tensor w = probs.gather(1, top_ids).masked_fill(empty, 0.0);       // [n_tokens, k]
-    d.weights = cfg_.renormalize ? w.div(w.sum(1, /*keepdim=*/true)) : w;
+    d.weights = combine_weights(w, cfg_);  // at top-1: the probability itself (Switch)
     d.probs = probs;
     set_learned_aux(d, logits, probs, cfg_);
     return d;

@@ -38,7 +38,8 @@ constexpr RouterEntry kRouters[] = {
 // The options of the token-choice router (and the layer's capacity), for the listing.
 const RouterInfo kTopkOptions[] = {
     {"router.score", "softmax or sigmoid scores (probs and the balance loss use the softmax)", "arXiv 2412.19437"},
-    {"router.renormalize", "selected weights rescaled to sum 1 per token", ""},
+    {"router.renormalize", "selected weights rescaled to sum 1 per token if k > 1 (k = 1: the probability, as Switch)",
+     "arXiv 2101.03961"},
     {"router.topk_before_softmax", "select on the logits, softmax over the k selected (= renormalized softmax)",
      "arXiv 2401.04088"},
     {"router.balance_coef", "Switch load-balancing loss c * E * sum_e f_e P_e", "arXiv 2101.03961"},

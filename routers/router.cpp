@@ -123,6 +123,11 @@ void set_learned_aux(RoutingDecision& decision, const at::Tensor& logits, const 
   decision.aux_terms["z_loss"] = z.item<double>();
 }
 
+at::Tensor combine_weights(const at::Tensor& top, const RouterConfig& cfg) {
+  if (!cfg.renormalize || top.size(1) < 2) return top;
+  return top.div(top.sum(1, /*keepdim=*/true));  // [n_tokens, k]
+}
+
 at::Tensor zero_aux(const at::Tensor& logits) { return at::zeros({}, logits.options()); }
 
 }  // namespace moetb

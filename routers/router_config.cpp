@@ -54,6 +54,9 @@ void validate_router_config(const RouterConfig& c) {
                                   " experts cannot hold top_k=" + std::to_string(c.top_k));
   if (c.topk_before_softmax && c.score != Score::kSoftmax)
     bad("router.topk_before_softmax", "needs router.score = softmax, got " + enum_name(c.score));
+  if (c.topk_before_softmax && c.top_k == 1)
+    bad("router.topk_before_softmax", "at moe.top_k = 1 the softmax over one logit is the constant 1: the router would get no "
+                                      "gradient (use top_k >= 2, or leave it off: the weight is then the probability)");
   if (c.name == "oracle" && c.score != Score::kSoftmax)
     bad("router.score", "the oracle router supports softmax only, got " + enum_name(c.score));
 }

@@ -57,7 +57,8 @@ struct RouterConfig {
   int64_t n_experts = 8;          // E, the width of the logits (moe.n_experts)
   int64_t top_k = 2;              // slots per token, 1 <= top_k <= E (moe.top_k)
   Score score = Score::kSoftmax;  // topk selection score (the oracle and sinkhorn: softmax only)
-  bool renormalize = true;        // selected weights rescaled to sum 1 per token
+  bool renormalize = true;        // selected weights rescaled to sum 1 per token when top_k > 1;
+                                  // at top_k = 1 the weight stays the probability (Switch)
   double balance_coef = 0.01;     // Switch load-balancing loss weight (arXiv 2101.03961)
   double z_loss_coef = 0.001;     // ST-MoE router z-loss weight (arXiv 2202.08906)
   uint64_t seed = 0;              // hash table, random-router and jitter streams (train.seed)

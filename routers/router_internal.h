@@ -36,6 +36,11 @@ at::Tensor router_z_loss(const at::Tensor& logits);
 void set_learned_aux(RoutingDecision& decision, const at::Tensor& logits, const at::Tensor& probs,
                      const RouterConfig& cfg);
 
+// The combine weights of the selected scores top ([n_tokens, k]): divided by their row sum
+// when cfg.renormalize and k > 1. At k = 1 the weight stays the score (Switch Transformer):
+// a renormalised single weight is the constant 1 and the router would get no task gradient.
+at::Tensor combine_weights(const at::Tensor& top, const RouterConfig& cfg);
+
 // For routers without aux losses: aux_loss = 0 in the logits' dtype and device.
 at::Tensor zero_aux(const at::Tensor& logits);
 

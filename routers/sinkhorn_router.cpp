@@ -47,7 +47,7 @@ class SinkhornRouter final : public Router {
     const at::Tensor top = probs.gather(1, top_ids);  // [n_tokens, k]
     RoutingDecision d;
     d.experts = top_ids;
-    d.weights = cfg_.renormalize ? top.div(top.sum(1, /*keepdim=*/true)) : top;
+    d.weights = combine_weights(top, cfg_);  // at top-1: the probability itself (Switch)
     d.probs = probs;
     const at::Tensor z = router_z_loss(logits);  // []
     d.aux_loss = z.mul(cfg_.z_loss_coef);

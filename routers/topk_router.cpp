@@ -77,7 +77,7 @@ class TopkRouter final : public Router {
       d.weights = at::softmax(logits.gather(1, top_ids), 1);  // softmax over the k selected logits
     } else {
       const at::Tensor top_scores = scores.gather(1, top_ids);  // [n_tokens, k]
-      d.weights = cfg_.renormalize ? top_scores.div(top_scores.sum(1, /*keepdim=*/true)) : top_scores;
+      d.weights = combine_weights(top_scores, cfg_);  // at top-1: the score itself (Switch)
     }
     d.probs = probs;
     if (ctx.training) step_.add(top_ids);

@@ -88,3 +88,29 @@ TEST_CASE("capacity: no expert exceeds C, the policy decides who stays, dropless
   }
   CHECK_THROWS_WITH(parse_enum<DropPolicy>("random"), "'random' is not one of: probability, position");
 }
+
+TEST_CASE("capacity at top-1: the probability policy keeps the most probable tokens, not the first ones", "[models]") {
+  // With renormalised top-1 weights (all exactly 1) 'probability' silently became 'position'.
+  const at::Tensor x = moetb_test::seeded_randn({kTokens, 16}, 10);
+  std::vector<std::vector<int64_t>> kept;
+  for (const DropPolicy policy : {DropPolicy::kProbability, DropPolicy::kPosition}) {
+    MoEConfig cfg = capacity_config(0.5, policy);
+    cfg.top_k = 1;
+    at::manual_seed(4);
+    MoEFeedForward layer(cfg);
+    const RoutingDecision raw = layer->router().route(at::mm(x, layer->router_weight.t()), RouteContext{});
+    const RoutingDecision d = layer->route(x, RouteContext{});
+    const auto before = moetb_test::to_longs(raw.experts), after = moetb_test::to_longs(d.experts);
+    const auto w = moetb_test::to_doubles(raw.weights);
+    kept.push_back(after);
+    for (int64_t e = 0; e < kE; ++e) {
+      double min_kept = 2, max_dropped = -1;
+      for (std::size_t t = 0; t < before.size(); ++t) {
+        if (before[t] != e) continue;
+        (after[t] == e ? min_kept : max_dropped) = after[t] == e ? std::min(min_kept, w[t]) : std::max(max_dropped, w[t]);
+      }
+      if (policy == DropPolicy::kProbability) CHECK(min_kept >= max_dropped);
+    }
+  }
+  CHECK(kept[0] != kept[1]);
+}

@@ -106,6 +106,9 @@ TEST_CASE("every registered router keeps the routing contract", "[routers]") {
             }
             if (expert_choice) {
               CHECK(weight_sum <= 1.0 + tol);
+            } else if (learns && top_k == 1) {  // Switch: the weight is the probability itself
+              REQUIRE(seen.size() == 1);
+              CHECK(std::abs(weight_sum - probs[static_cast<std::size_t>(t * kExperts + *seen.begin())]) < tol);
             } else {
               REQUIRE_FALSE(seen.empty());
               CHECK(std::abs(weight_sum - 1.0) < tol);
@@ -129,6 +132,39 @@ TEST_CASE("every registered router keeps the routing contract", "[routers]") {
       }
     }
   }
+}
+
+TEST_CASE("every learned router gets a task gradient at top-1 (the weight is not the constant 1)", "[routers]") {
+  // Renormalising one weight gives exactly 1: d(loss)/d(logits) would be 0 apart from the aux
+  // losses (issue 18). Switch Transformer keeps the probability as the weight at top-1.
+  std::vector<std::string> learned;
+  for (const std::string& name : router_names()) {
+    for (Score score : {Score::kSoftmax, Score::kSigmoid}) {
+      RouterConfig cfg = contract_config(name, 1);
+      cfg.score = score;
+      cfg.balance_coef = 0;  // only the task path counts
+      cfg.z_loss_coef = 0;
+      if (score == Score::kSigmoid && name != "topk") continue;  // sigmoid is a topk option
+      INFO(name << " " << enum_name(score));
+      auto router = make_router(cfg);
+      const int64_t n_tokens = 64;
+      const at::Tensor logits = moetb_test::seeded_randn({n_tokens, kExperts}, 5, at::kDouble).requires_grad_();
+      const RoutingDecision d = router->route(logits, full_context(n_tokens, 9));
+      if (!d.weights.requires_grad()) continue;  // hash, random: nothing to learn
+      learned.push_back(name + "/" + enum_name(score));
+      // A stand-in task loss: each token's expert output times a random coefficient.
+      const at::Tensor c = moetb_test::seeded_randn({n_tokens, router->n_slots()}, 6, at::kDouble);
+      d.weights.mul(c).sum().backward();
+      REQUIRE(logits.grad().defined());
+      const double norm = logits.grad().norm().item<double>();
+      CHECK(norm > 0.1);  // 7.5e-16 with renormalised top-1 weights
+    }
+  }
+  CHECK(learned == std::vector<std::string>{"topk/softmax", "topk/sigmoid", "oracle/softmax", "expert_choice/softmax",
+                                            "sinkhorn/softmax"});
+  RouterConfig cfg = contract_config("topk", 1);
+  cfg.topk_before_softmax = true;  // the softmax over one logit is 1: refused
+  CHECK_THAT(invalid_argument_message([&] { make_router(cfg); }), Contains("router.topk_before_softmax: at moe.top_k = 1"));
 }
 
 TEST_CASE("every router accepts an empty micro-batch", "[routers]") {

@@ -44,6 +44,8 @@ void bind_train_config(ConfigBinder& b, TrainConfig& c) {
   b.add("router.topk_groups", &r.topk_groups, "group-limited routing: groups each token may use");
   b.add("router.jitter", &r.jitter, "training: logits times U(1-jitter, 1+jitter) (topk)");
   b.add("router.topk_before_softmax", &r.topk_before_softmax, "softmax over the k selected logits (topk)");
+  b.add("router.sinkhorn_tol", &r.sinkhorn_tol, "sinkhorn: stop when every column sum is within this relative distance of n/E");
+  b.add("router.sinkhorn_max_iters", &r.sinkhorn_max_iters, "sinkhorn: iteration cap (the residual is logged as sinkhorn_residual)");
   b.add("router.capacity_factor", &r.capacity_factor, "expert capacity factor, 0 = dropless (expert_choice: 0 = top_k)");
   b.add("router.drop_policy", choice(&r.drop_policy), "over capacity keep by probability or by position");
   b.add("router.oracle_overlap", &c.oracle_overlap, "experts each domain's reference group shares with the next");

@@ -32,7 +32,7 @@ constexpr RouterEntry kRouters[] = {
     {"expert_choice", make_expert_choice_router,
      "each expert takes its top-C tokens of the micro-batch, C = ceil(c*n/E) (not causal)", "arXiv 2202.09368"},
     {"sinkhorn", make_sinkhorn_router,
-     "S-BASE: top-k of a Sinkhorn-balanced assignment in training, plain top-k at evaluation", "arXiv 2202.01169"},
+     "S-BASE: top-k of a Sinkhorn-balanced assignment (to router.sinkhorn_tol) in training, plain top-k at evaluation", "arXiv 2202.01169"},
 };
 
 // The options of the token-choice router (and the layer's capacity), for the listing.

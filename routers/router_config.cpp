@@ -43,6 +43,9 @@ void validate_router_config(const RouterConfig& c) {
   non_negative(c.seq_aux_coef, "router.seq_aux_coef");
   non_negative(c.bias_update_rate, "router.bias_update_rate");
   non_negative(c.capacity_factor, "router.capacity_factor");
+  if (!(c.sinkhorn_tol > 0.0 && c.sinkhorn_tol < 1.0))
+    bad("router.sinkhorn_tol", "must be in (0, 1), got " + num(c.sinkhorn_tol));
+  if (c.sinkhorn_max_iters < 1) bad("router.sinkhorn_max_iters", "must be >= 1, got " + std::to_string(c.sinkhorn_max_iters));
   if (!(c.jitter >= 0.0 && c.jitter < 1.0)) bad("router.jitter", "must be in [0, 1), got " + num(c.jitter));
   if (c.n_groups < 1 || c.n_experts % c.n_groups != 0)
     bad("router.n_groups", "must be >= 1 and divide n_experts=" + std::to_string(c.n_experts) + ", got " +

@@ -71,6 +71,10 @@ struct RouterConfig {
   int64_t topk_groups = 1;         // ... each token restricted to its best topk_groups groups
   double jitter = 0.0;             // training: logits * U(1-jitter, 1+jitter) (Switch), 0 = off
   bool topk_before_softmax = false;  // select on logits, softmax over the selected k (softmax score)
+  // Sinkhorn (S-BASE): iterate until every column sum is within sinkhorn_tol (relative) of
+  // n/E, at most sinkhorn_max_iters times; the residual is logged (aux_terms).
+  double sinkhorn_tol = 1e-3;
+  int64_t sinkhorn_max_iters = 1000;
   // Capacity (MoE layer, routers/capacity.h) and expert choice's C.
   double capacity_factor = 0.0;    // 0 = dropless; expert_choice: 0 means top_k (compute parity)
   DropPolicy drop_policy = DropPolicy::kProbability;  // over capacity, keep by weight or by position

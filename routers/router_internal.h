@@ -41,6 +41,17 @@ void set_learned_aux(RoutingDecision& decision, const at::Tensor& logits, const 
 // a renormalised single weight is the constant 1 and the router would get no task gradient.
 at::Tensor combine_weights(const at::Tensor& top, const RouterConfig& cfg);
 
+// Sinkhorn in the log domain, float64, on one block of m tokens: scales exp(log_scores)
+// ([m, E]) so that every row sums to 1 and every column to m/E; rows are exact, columns
+// within `tol` (relative) or after `max_iters` iterations. Returns the balanced log matrix
+// ([m, E] double), the residual max_e |col_e * E / m - 1| and the iterations run.
+struct SinkhornResult {
+  at::Tensor log_plan;   // [m, E] double
+  double residual = 0.0;
+  int64_t iterations = 0;
+};
+SinkhornResult sinkhorn_balance(const at::Tensor& log_scores, double tol, int64_t max_iters);
+
 // For routers without aux losses: aux_loss = 0 in the logits' dtype and device.
 at::Tensor zero_aux(const at::Tensor& logits);
 

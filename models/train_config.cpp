@@ -42,6 +42,9 @@ void bind_train_config(ConfigBinder& b, TrainConfig& c) {
   b.add("router.bias_update_rate", &r.bias_update_rate, "aux-loss-free balancing bias step per optimizer step (topk), 0 = off");
   b.add("router.n_groups", &r.n_groups, "group-limited routing: expert groups (topk), 1 = off");
   b.add("router.topk_groups", &r.topk_groups, "group-limited routing: groups each token may use");
+  b.add("router.group_score", choice(&r.group_score),
+        "group-limited routing: a group's score is its best expert (max, DeepSeek-V2) or its two best summed "
+        "(top2_sum, DeepSeek-V3); auto = top2_sum for sigmoid scores, max for softmax");
   b.add("router.jitter", &r.jitter, "training: logits times U(1-jitter, 1+jitter) (topk)");
   b.add("router.topk_before_softmax", &r.topk_before_softmax, "softmax over the k selected logits (topk)");
   b.add("router.sinkhorn_tol", &r.sinkhorn_tol, "sinkhorn: stop when every column sum is within this relative distance of n/E");

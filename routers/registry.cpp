@@ -52,6 +52,8 @@ const RouterInfo kTopkOptions[] = {
     {"router.n_groups", "group-limited routing: experts in n_groups groups, tokens use their best topk_groups",
      "arXiv 2405.04434"},
     {"router.topk_groups", "group-limited routing: groups each token may use", "arXiv 2405.04434"},
+    {"router.group_score", "group score: max (best expert, DeepSeek-V2) | top2_sum (two best, DeepSeek-V3); auto = top2_sum for sigmoid",
+     "arXiv 2412.19437"},
     {"router.jitter", "training: logits * U(1-eps, 1+eps)", "arXiv 2101.03961"},
     {"router.capacity_factor", "token choice: C = ceil(cf*n*k/E) per expert, rest dropped (0 = dropless); expert_choice: C",
      "arXiv 2101.03961"},

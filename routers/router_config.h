@@ -16,6 +16,10 @@ namespace moetb {
 enum class Score { kSoftmax, kSigmoid };                          // router.score
 enum class BalanceScope { kSequence, kMicroBatch, kGlobalBatch };  // router.*_scope
 enum class DropPolicy { kProbability, kPosition };                // router.drop_policy
+// router.group_score: a group's score is its best expert's (max, DeepSeek-V2) or the sum of
+// its two best (top2_sum, DeepSeek-V3 / GLM-4.5 / Megatron-LM); auto = top2_sum for sigmoid
+// scores, max for softmax.
+enum class GroupScore { kAuto, kMax, kTop2Sum };
 
 // The names of each enum's values, in order (the TOML spelling).
 template <class E> struct EnumNames;
@@ -29,6 +33,11 @@ template <> struct EnumNames<BalanceScope> {
 template <> struct EnumNames<DropPolicy> {
   static constexpr std::pair<DropPolicy, const char*> kValues[] = {{DropPolicy::kProbability, "probability"},
                                                                    {DropPolicy::kPosition, "position"}};
+};
+
+template <> struct EnumNames<GroupScore> {
+  static constexpr std::pair<GroupScore, const char*> kValues[] = {
+      {GroupScore::kAuto, "auto"}, {GroupScore::kMax, "max"}, {GroupScore::kTop2Sum, "top2_sum"}};
 };
 
 template <class E> std::string enum_name(E v) {
@@ -69,6 +78,7 @@ struct RouterConfig {
   double bias_update_rate = 0.0;   // u of the aux-loss-free bias (DeepSeek-V3), 0 = off
   int64_t n_groups = 1;            // group-limited routing: experts in n_groups groups (1 = off)
   int64_t topk_groups = 1;         // ... each token restricted to its best topk_groups groups
+  GroupScore group_score = GroupScore::kAuto;  // how a group is scored (resolved_group_score)
   double jitter = 0.0;             // training: logits * U(1-jitter, 1+jitter) (Switch), 0 = off
   bool topk_before_softmax = false;  // select on logits, softmax over the selected k (softmax score)
   // Sinkhorn (S-BASE): iterate until every column sum is within sinkhorn_tol (relative) of
@@ -79,6 +89,12 @@ struct RouterConfig {
   double capacity_factor = 0.0;    // 0 = dropless; expert_choice: 0 means top_k (compute parity)
   DropPolicy drop_policy = DropPolicy::kProbability;  // over capacity, keep by weight or by position
 };
+
+// group_score with auto resolved: top2_sum for sigmoid scores, max for softmax.
+inline GroupScore resolved_group_score(const RouterConfig& c) {
+  if (c.group_score != GroupScore::kAuto) return c.group_score;
+  return c.score == Score::kSigmoid ? GroupScore::kTop2Sum : GroupScore::kMax;
+}
 
 // The registered router names, in registry order (routers/registry.cpp).
 std::vector<std::string> router_names();

@@ -12,6 +12,7 @@
 #include <ATen/ops/topk.h>
 #include <ATen/ops/zeros.h>
 
+#include <algorithm>
 #include <limits>
 #include <memory>
 #include <stdexcept>
@@ -103,12 +104,16 @@ class TopkRouter final : public Router {
     return logits.mul(at::from_blob(noise.data(), logits.sizes(), at::kDouble).to(logits.options(), false, /*copy=*/true));
   }
 
-  // DeepSeek-V2 device/group-limited routing: a group's score is its best expert's score;
+  // Group-limited routing: a group's score is its best expert's (DeepSeek-V2) or the sum of
+  // its two best (DeepSeek-V3, GLM-4.5, Megatron-LM), on the (biased) selection scores;
   // experts outside each token's topk_groups best groups are set to -inf. select: [n, E].
   at::Tensor limit_to_groups(const at::Tensor& select) const {
     const int64_t n = select.size(0), g = cfg_.n_groups, size = cfg_.n_experts / g;
-    const at::Tensor grouped = select.view({n, g, size});                                        // [n, G, E/G]
-    const at::Tensor best = std::get<1>(at::topk(std::get<0>(grouped.max(2)), cfg_.topk_groups, 1));  // [n, topk_groups]
+    const at::Tensor grouped = select.view({n, g, size});  // [n, G, E/G]
+    const at::Tensor group_scores = resolved_group_score(cfg_) == GroupScore::kTop2Sum
+                                        ? std::get<0>(at::topk(grouped, std::min<int64_t>(2, size), 2)).sum(2)
+                                        : std::get<0>(grouped.max(2));                                    // [n, G]
+    const at::Tensor best = std::get<1>(at::topk(group_scores, cfg_.topk_groups, 1));  // [n, topk_groups]
     const at::Tensor keep = at::zeros({n, g}, select.options().dtype(at::kBool)).scatter(1, best, true);             // [n, G]
     return grouped.masked_fill(keep.logical_not().unsqueeze(2), -std::numeric_limits<double>::infinity())
         .view({n, cfg_.n_experts});

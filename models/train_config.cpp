@@ -32,7 +32,7 @@ void bind_train_config(ConfigBinder& b, TrainConfig& c) {
   b.add("moe.d_ff", &c.d_ff, "hidden width of each SwiGLU expert");
   b.add("moe.n_shared_experts", &c.n_shared_experts, "always-on shared experts");
   RouterConfig& r = c.router;
-  b.add("router.name", &r.name, "topk, oracle, hash, random, expert_choice or sinkhorn (moetb routers)");
+  b.add("router.name", &r.name, "topk, oracle, hash, random, expert_choice, sinkhorn or balanced (moetb routers)");
   b.add("router.score", choice(&r.score), "softmax or sigmoid (topk)");
   b.add("router.renormalize", &r.renormalize, "renormalise the selected weights to sum 1");
   b.add("router.balance_coef", &r.balance_coef, "Switch load-balancing loss coefficient");

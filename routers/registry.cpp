@@ -33,6 +33,9 @@ constexpr RouterEntry kRouters[] = {
      "each expert takes its top-C tokens of the micro-batch, C = ceil(c*n/E) (not causal)", "arXiv 2202.09368"},
     {"sinkhorn", make_sinkhorn_router,
      "S-BASE: top-k of a Sinkhorn-balanced assignment (to router.sinkhorn_tol) in training, plain top-k at evaluation", "arXiv 2202.01169"},
+    {"balanced", make_balanced_router,
+     "BASE: in training every expert gets exactly its share n*k/E (exact max-logit assignment); plain top-k at evaluation",
+     "arXiv 2103.16716"},
 };
 
 // The options of the token-choice router (and the layer's capacity), for the listing.

@@ -18,6 +18,12 @@ std::unique_ptr<Router> make_hash_router(const RouterConfig& cfg);
 std::unique_ptr<Router> make_random_router(const RouterConfig& cfg);
 std::unique_ptr<Router> make_expert_choice_router(const RouterConfig& cfg);
 std::unique_ptr<Router> make_sinkhorn_router(const RouterConfig& cfg);
+std::unique_ptr<Router> make_balanced_router(const RouterConfig& cfg);
+
+// The exact balanced assignment of logits ([n, E]) with k experts per token and every expert
+// at its share (balanced_capacities): [n, k] int64 on the logits' device, each row by
+// descending logit (balanced_router.cpp).
+at::Tensor balanced_selection(const at::Tensor& logits, int64_t k);
 
 // Expert choice's per-expert capacity C = min(n_tokens, ceil(c * n_tokens / E)),
 // c = cfg.capacity_factor, or cfg.top_k when that is 0 (expert_choice_router.cpp).

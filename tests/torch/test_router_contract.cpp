@@ -59,7 +59,7 @@ std::string invalid_argument_message(F&& f) {
 
 TEST_CASE("every registered router keeps the routing contract", "[routers]") {
   REQUIRE(router_names() ==
-          std::vector<std::string>{"topk", "oracle", "hash", "random", "expert_choice", "sinkhorn"});
+          std::vector<std::string>{"topk", "oracle", "hash", "random", "expert_choice", "sinkhorn", "balanced"});
   for (const std::string& name : router_names()) {
     for (int64_t top_k : {int64_t{1}, int64_t{2}, int64_t{4}}) {  // 4 > group size 3: oracle pads
       for (at::ScalarType dtype : {at::kFloat, at::kDouble}) {
@@ -80,7 +80,7 @@ TEST_CASE("every registered router keeps the routing contract", "[routers]") {
           REQUIRE(d.probs.sizes() == at::IntArrayRef({n_tokens, kExperts}));
           REQUIRE(d.aux_loss.dim() == 0);
           REQUIRE(std::isfinite(d.aux_loss.item<double>()));
-          const bool learns = name == "topk" || name == "oracle" || name == "expert_choice" || name == "sinkhorn";
+          const bool learns = name == "topk" || name == "oracle" || name == "expert_choice" || name == "sinkhorn" || name == "balanced";
           CHECK(d.weights.requires_grad() == learns);
 
           const auto experts = moetb_test::to_longs(d.experts);
@@ -161,7 +161,7 @@ TEST_CASE("every learned router gets a task gradient at top-1 (the weight is not
     }
   }
   CHECK(learned == std::vector<std::string>{"topk/softmax", "topk/sigmoid", "oracle/softmax", "expert_choice/softmax",
-                                            "sinkhorn/softmax"});
+                                            "sinkhorn/softmax", "balanced/softmax"});
   RouterConfig cfg = contract_config("topk", 1);
   cfg.topk_before_softmax = true;  // the softmax over one logit is 1: refused
   CHECK_THAT(invalid_argument_message([&] { make_router(cfg); }), Contains("router.topk_before_softmax: at moe.top_k = 1"));
@@ -217,7 +217,7 @@ TEST_CASE("routers name the missing context field", "[routers]") {
 TEST_CASE("make_router rejects unknown names and bad configs", "[routers]") {
   RouterConfig cfg = contract_config("nope", 2);
   CHECK_THAT(invalid_argument_message([&] { make_router(cfg); }),
-             Equals("unknown router 'nope' (known: topk, oracle, hash, random, expert_choice, sinkhorn)"));
+             Equals("unknown router 'nope' (known: topk, oracle, hash, random, expert_choice, sinkhorn, balanced)"));
   cfg = contract_config("topk", 0);
   CHECK_THAT(invalid_argument_message([&] { make_router(cfg); }),
              Equals("moe.top_k: must be in [1, n_experts=8], got 0"));

@@ -40,6 +40,10 @@ void bind_train_config(ConfigBinder& b, TrainConfig& c) {
   b.add("router.seq_aux_coef", &r.seq_aux_coef, "extra sequence-wise balance loss coefficient (topk)");
   b.add("router.z_loss_coef", &r.z_loss_coef, "router z-loss coefficient");
   b.add("router.bias_update_rate", &r.bias_update_rate, "aux-loss-free balancing bias step per optimizer step (topk), 0 = off");
+  b.add("router.bias_scope", choice(&r.bias_scope),
+        "aux-loss-free bias updated from per-sequence, per-micro-batch or the step's global-batch counts (topk)");
+  b.add("router.assign_scope", choice(&r.assign_scope),
+        "sinkhorn/balanced: solve over each sequence, the micro-batch or the step (global_batch needs train.accum_steps = 1)");
   b.add("router.n_groups", &r.n_groups, "group-limited routing: expert groups (topk), 1 = off");
   b.add("router.topk_groups", &r.topk_groups, "group-limited routing: groups each token may use");
   b.add("router.group_score", choice(&r.group_score),
@@ -95,6 +99,10 @@ void validate_train_config(const TrainConfig& c) {
   router.n_experts = c.n_experts;
   router.top_k = c.top_k;
   validate_router_config(router);
+  if ((router.name == "sinkhorn" || router.name == "balanced") && router.assign_scope == BalanceScope::kGlobalBatch &&
+      c.accum_steps > 1)
+    bad("router.assign_scope", "global_batch needs train.accum_steps = 1 for " + router.name +
+                                   ": a micro-batch must be routed before the step's later ones exist (docs/routers.md)");
   at_least("router.oracle_overlap", c.oracle_overlap, 0);
   at_least("train.steps", c.steps, 1);
   at_least("train.micro_batch", c.micro_batch, 1);

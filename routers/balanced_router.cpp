@@ -7,6 +7,7 @@
 // plain top-k of the softmax, as BASE does. Aux: z-loss only.
 // Difference from BASE: BASE gates an expert with sigmoid(logit) and uses k = 1.
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
 #include <ATen/ops/softmax.h>
 #include <ATen/ops/topk.h>
@@ -16,6 +17,7 @@
 #include <tuple>
 #include <vector>
 
+#include "routers/balance.h"
 #include "routers/balanced_assignment.h"
 #include "routers/router.h"
 #include "routers/router_internal.h"
@@ -36,12 +38,21 @@ class BalancedRouter final : public Router {
  public:
   explicit BalancedRouter(const RouterConfig& cfg) : Router(cfg) {}
   std::string name() const override { return "balanced"; }
+  bool needs_sequence_ids() const override { return cfg_.assign_scope == BalanceScope::kSequence; }
 
  protected:
   RoutingDecision do_route(const at::Tensor& logits, const RouteContext& ctx) override {
     const at::Tensor probs = at::softmax(logits, 1);  // [n_tokens, E]
-    const at::Tensor top_ids = ctx.training ? balanced_selection(logits, cfg_.top_k)
-                                            : std::get<1>(at::topk(probs.detach(), cfg_.top_k, 1, true, true));  // [n, k]
+    at::Tensor top_ids;  // [n_tokens, k]
+    if (!ctx.training) {
+      top_ids = std::get<1>(at::topk(probs.detach(), cfg_.top_k, 1, true, true));
+    } else if (cfg_.assign_scope == BalanceScope::kSequence) {  // each sequence balanced on its own
+      top_ids = at::empty({logits.size(0), cfg_.top_k}, logits.options().dtype(at::kLong));
+      for (const at::Tensor& rows : sequence_rows(ctx.sequence_ids))
+        top_ids.index_copy_(0, rows, balanced_selection(logits.index_select(0, rows), cfg_.top_k));
+    } else {  // the micro-batch (global_batch: the step, at accum_steps 1)
+      top_ids = balanced_selection(logits, cfg_.top_k);
+    }
     RoutingDecision d;
     d.experts = top_ids;
     d.weights = combine_weights(probs.gather(1, top_ids), cfg_);  // at top-1: the probability itself (Switch)

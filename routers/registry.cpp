@@ -52,6 +52,13 @@ const RouterInfo kTopkOptions[] = {
     {"router.z_loss_coef", "router z-loss mean(logsumexp(logits)^2)", "arXiv 2202.08906"},
     {"router.bias_update_rate", "aux-loss-free balancing: selection bias b_e += u*sign(mean load - load_e) per step",
      "arXiv 2412.19437"},
+    {"router.bias_scope", "aux-loss-free bias updated from sequence | micro_batch | global_batch counts (default)",
+     "arXiv 2604.07030"},
+    {"router.assign_scope", "sinkhorn/balanced: solve over each sequence | the micro_batch (default) | global_batch",
+     "arXiv 2604.07030"},
+    {"router.sinkhorn_tol", "sinkhorn: iterate until every column sum is within this relative distance of n/E",
+     "arXiv 2202.01169"},
+    {"router.sinkhorn_max_iters", "sinkhorn: iteration cap (residual logged as aux_terms.sinkhorn_residual)", ""},
     {"router.n_groups", "group-limited routing: experts in n_groups groups, tokens use their best topk_groups",
      "arXiv 2405.04434"},
     {"router.topk_groups", "group-limited routing: groups each token may use", "arXiv 2405.04434"},
@@ -78,6 +85,21 @@ std::unique_ptr<Router> make_router(const RouterConfig& cfg) {
   std::string known;
   for (const auto& entry : kRouters) known += (known.empty() ? "" : ", ") + std::string(entry.name);
   throw std::invalid_argument("unknown router '" + cfg.name + "' (known: " + known + ")");
+}
+
+std::vector<ScopeInfo> balancing_scopes() {
+  const std::vector<std::string> all = {"sequence", "micro_batch", "global_batch"};
+  return {
+      {"LBL (topk, router.balance_coef > 0)", "router.balance_scope", all,
+       "f and P of the Switch loss per sequence, per micro-batch, or f over the step's micro-batches so far"},
+      {"EB (topk, router.bias_update_rate > 0)", "router.bias_scope", all,
+       "bias step from each sequence's, each micro-batch's or the whole step's counts (default global_batch)"},
+      {"SH (sinkhorn)", "router.assign_scope", all,
+       "Sinkhorn over each sequence or the micro-batch; global_batch = the step, only at train.accum_steps = 1"},
+      {"BA (balanced)", "router.assign_scope", all,
+       "exact shares per sequence or per micro-batch; global_batch = the step, only at train.accum_steps = 1"},
+      {"expert_choice", "(fixed)", {"micro_batch"}, "each expert picks its top-C tokens of the micro-batch"},
+  };
 }
 
 std::vector<RouterInfo> router_catalog() {

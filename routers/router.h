@@ -85,4 +85,15 @@ struct RouterInfo {
 };
 std::vector<RouterInfo> router_catalog();
 
+// For `moetb routers`: the balancing methods of the MoE Routing Testbed (arXiv 2604.07030)
+// and the scopes each supports (docs/routers.md explains each, and why global_batch is the
+// step only at train.accum_steps = 1 for sinkhorn and balanced).
+struct ScopeInfo {
+  std::string method;               // "LBL (topk, router.balance_coef > 0)"
+  std::string key;                  // "router.balance_scope"
+  std::vector<std::string> scopes;  // supported values, e.g. {"sequence", "micro_batch", "global_batch"}
+  std::string note;                 // one line: what the scope means for this method
+};
+std::vector<ScopeInfo> balancing_scopes();
+
 }  // namespace moetb

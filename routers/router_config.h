@@ -76,6 +76,7 @@ struct RouterConfig {
   BalanceScope balance_scope = BalanceScope::kMicroBatch;  // Switch-loss scope (f and P)
   double seq_aux_coef = 0.0;       // extra sequence-wise balance loss (DeepSeek-V3), 0 = off
   double bias_update_rate = 0.0;   // u of the aux-loss-free bias (DeepSeek-V3), 0 = off
+  BalanceScope bias_scope = BalanceScope::kGlobalBatch;  // counts the bias update reads
   int64_t n_groups = 1;            // group-limited routing: experts in n_groups groups (1 = off)
   int64_t topk_groups = 1;         // ... each token restricted to its best topk_groups groups
   GroupScore group_score = GroupScore::kAuto;  // how a group is scored (resolved_group_score)
@@ -83,6 +84,9 @@ struct RouterConfig {
   bool topk_before_softmax = false;  // select on logits, softmax over the selected k (softmax score)
   // Sinkhorn (S-BASE): iterate until every column sum is within sinkhorn_tol (relative) of
   // n/E, at most sinkhorn_max_iters times; the residual is logged (aux_terms).
+  // sinkhorn and balanced solve over each sequence or the micro-batch (global_batch: the
+  // whole step, which is the micro-batch when train.accum_steps = 1; docs/routers.md).
+  BalanceScope assign_scope = BalanceScope::kMicroBatch;
   double sinkhorn_tol = 1e-3;
   int64_t sinkhorn_max_iters = 1000;
   // Capacity (MoE layer, routers/capacity.h) and expert choice's C.

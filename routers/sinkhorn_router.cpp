@@ -9,12 +9,15 @@
 #include <ATen/ops/logsumexp.h>
 #include <ATen/ops/softmax.h>
 #include <ATen/ops/topk.h>
+#include <ATen/ops/zeros.h>
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <string>
 #include <tuple>
 
+#include "routers/balance.h"
 #include "routers/router.h"
 #include "routers/router_internal.h"
 
@@ -48,13 +51,25 @@ class SinkhornRouter final : public Router {
  public:
   explicit SinkhornRouter(const RouterConfig& cfg) : Router(cfg) {}
   std::string name() const override { return "sinkhorn"; }
+  bool needs_sequence_ids() const override { return cfg_.assign_scope == BalanceScope::kSequence; }
 
  protected:
   RoutingDecision do_route(const at::Tensor& logits, const RouteContext& ctx) override {
     const at::Tensor probs = at::softmax(logits, 1);  // [n_tokens, E]
     at::Tensor select = probs.detach();              // [n_tokens, E]
     RoutingDecision d;
-    if (ctx.training) {
+    if (ctx.training && cfg_.assign_scope == BalanceScope::kSequence) {  // one problem per sequence
+      select = at::zeros(logits.sizes(), logits.options().dtype(at::kDouble));  // [n_tokens, E]
+      double residual = 0.0, iterations = 0.0;  // the worst sequence
+      for (const at::Tensor& rows : sequence_rows(ctx.sequence_ids)) {
+        const SinkhornResult s = sinkhorn_balance(logits.index_select(0, rows), cfg_.sinkhorn_tol, cfg_.sinkhorn_max_iters);
+        select.index_copy_(0, rows, s.log_plan);
+        residual = std::max(residual, s.residual);
+        iterations = std::max(iterations, static_cast<double>(s.iterations));
+      }
+      d.aux_terms["sinkhorn_residual"] = residual;
+      d.aux_terms["sinkhorn_iterations"] = iterations;
+    } else if (ctx.training) {  // the micro-batch (global_batch: the step, at accum_steps 1)
       const SinkhornResult s = sinkhorn_balance(logits, cfg_.sinkhorn_tol, cfg_.sinkhorn_max_iters);
       select = s.log_plan;
       d.aux_terms["sinkhorn_residual"] = s.residual;

@@ -34,32 +34,46 @@ constexpr uint64_t kJitterSalt = 0x4a49545445524e53ull;  // separates the jitter
 class TopkRouter final : public Router {
  public:
   explicit TopkRouter(const RouterConfig& cfg)
-      : Router(cfg), step_(cfg.n_experts), bias_(static_cast<std::size_t>(cfg.n_experts), 0.0),
+      : Router(cfg), step_(cfg.n_experts), votes_(cfg.n_experts), bias_(static_cast<std::size_t>(cfg.n_experts), 0.0),
         rng_(mix_seed({cfg.seed, kJitterSalt})) {}
   std::string name() const override { return "topk"; }
-  bool needs_sequence_ids() const override { return cfg_.balance_scope == BalanceScope::kSequence || cfg_.seq_aux_coef > 0.0; }
+  bool needs_sequence_ids() const override {
+    return cfg_.balance_scope == BalanceScope::kSequence || cfg_.seq_aux_coef > 0.0 ||
+           (cfg_.bias_update_rate > 0.0 && cfg_.bias_scope == BalanceScope::kSequence);
+  }
 
   void end_step() override {
-    update_balance_bias(bias_, step_.counts(), cfg_.bias_update_rate);
+    if (cfg_.bias_scope == BalanceScope::kGlobalBatch) update_balance_bias(bias_, step_.counts(), cfg_.bias_update_rate);
+    else votes_.apply(bias_, cfg_.bias_update_rate);
     step_.reset();
   }
-  // [bias (E doubles), step counts (E doubles), jitter RNG (4 words)]; empty = fresh.
+  // [bias (E doubles), step counts (E doubles), jitter RNG (4 words)], then for the sequence
+  // and micro-batch bias scopes [votes (E doubles), blocks (1 double)]; empty = fresh.
   std::vector<uint64_t> save_state() const override {
     std::vector<uint64_t> out;
     append_doubles(out, bias_);
     append_doubles(out, step_.counts());
     for (uint64_t w : rng_.state()) out.push_back(w);
+    if (cfg_.bias_scope != BalanceScope::kGlobalBatch) {
+      append_doubles(out, votes_.votes());
+      append_doubles(out, {votes_.blocks()});
+    }
     return out;
   }
   void load_state(const std::vector<uint64_t>& s) override {
     const auto e = static_cast<std::size_t>(cfg_.n_experts);
     if (s.empty()) return;  // a checkpoint from before the router had state
-    if (s.size() != 2 * e + 4)
-      throw std::invalid_argument("topk router: a saved state has " + std::to_string(2 * e + 4) + " words, got " +
+    const std::size_t want = cfg_.bias_scope == BalanceScope::kGlobalBatch ? 2 * e + 4 : 3 * e + 5;
+    if (s.size() != want)
+      throw std::invalid_argument("topk router: a saved state has " + std::to_string(want) + " words, got " +
                                   std::to_string(s.size()));
     bias_ = read_doubles(s, 0, e);
     step_.mutable_counts() = read_doubles(s, e, e);
     rng_.set_state({s[2 * e], s[2 * e + 1], s[2 * e + 2], s[2 * e + 3]});
+    if (want > 2 * e + 4) {
+      votes_.votes() = read_doubles(s, 2 * e + 4, e);
+      votes_.blocks() = read_doubles(s, 3 * e + 4, 1)[0];
+    }
   }
 
  protected:
@@ -82,6 +96,8 @@ class TopkRouter final : public Router {
     }
     d.probs = probs;
     if (ctx.training) step_.add(top_ids);
+    if (ctx.training && cfg_.bias_update_rate > 0.0 && cfg_.bias_scope != BalanceScope::kGlobalBatch)
+      votes_.add(top_ids, cfg_.bias_scope == BalanceScope::kSequence ? ctx.sequence_ids : at::Tensor());
     const at::Tensor balance = scoped_balance_loss(cfg_, probs, top_ids, ctx, step_);  // []
     const at::Tensor z = router_z_loss(logits);                                        // []
     d.aux_loss = balance.mul(cfg_.balance_coef).add(z.mul(cfg_.z_loss_coef));
@@ -120,6 +136,7 @@ class TopkRouter final : public Router {
   }
 
   StepLoad step_;
+  BiasVotes votes_;  // sequence / micro-batch bias scopes
   std::vector<double> bias_;  // [E], added to the scores for selection only
   Rng rng_;
 };

@@ -69,6 +69,16 @@ TEST_CASE("every registered router and the topk options train with a finite loss
   options.router.capacity_factor = 0.5;
   options.router.drop_policy = DropPolicy::kPosition;
   runs.push_back({"topk+options", options});
+  TrainConfig eb_seq = small_config(data);  // the per-sequence scopes need the model's sequence ids
+  eb_seq.router.bias_update_rate = 0.01;
+  eb_seq.router.bias_scope = BalanceScope::kSequence;
+  runs.push_back({"topk+bias_scope=sequence", eb_seq});
+  for (const char* name : {"sinkhorn", "balanced"}) {
+    TrainConfig per_seq = small_config(data);
+    per_seq.router.name = name;
+    per_seq.router.assign_scope = BalanceScope::kSequence;
+    runs.push_back({std::string(name) + "+assign_scope=sequence", per_seq});
+  }
   for (const auto& [label, cfg] : runs) {
     INFO(label);
     const fs::path run = dir.path / label;

@@ -142,8 +142,7 @@ void add_compare(CLI::App& app) {
     mopt.jackknife_blocks = a->blocks;
     const TraceMetrics ma = compute_trace_metrics(ta, mopt);
     const TraceMetrics mb = compute_trace_metrics(tb, mopt);
-    nlohmann::json j = compare_json(ma, mb, saturation, copt);
-    j["notes"].push_back(kOnePairNote);
+    const nlohmann::json j = compare_json(ma, mb, saturation, copt);
     write_output(a->out, a->json ? j.dump(2) + "\n" : compare_table(j), out_opt);
   });
 }

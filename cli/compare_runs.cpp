@@ -18,11 +18,6 @@
 
 namespace moetb::cli {
 
-const char* const kOnePairNote =
-    "one trace per side: each verdict says whether B - A exceeds the token-sampling noise of this one pair of traces "
-    "(a jackknife over their tokens), not whether it exceeds the variation between training seeds; for that, compare "
-    "several seeds per side: moetb compare --a RUN... --b RUN...";
-
 namespace {
 
 using Values = std::map<std::string, double>;

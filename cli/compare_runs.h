@@ -22,6 +22,5 @@ nlohmann::json compare_runs_json(const std::vector<TraceInput>& a, const std::ve
 std::string compare_runs_table(const nlohmann::json& j);
 
 // The sentence printed under a one-pair comparison: its verdicts reflect only token-sampling noise.
-extern const char* const kOnePairNote;
 
 }  // namespace moetb::cli

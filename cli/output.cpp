@@ -25,7 +25,6 @@ void make_parent_folders(const std::string& path) {
 }
 
 void write_output(const std::string& path, const std::string& text, const OutputOptions& opt) {
-  make_parent_folders(path);
   if (path.empty() || path == "-") {
     std::cout << text << std::flush;
     if (!std::cout) throw OutputError("write failed: standard output");
@@ -37,12 +36,14 @@ void write_output(const std::string& path, const std::string& text, const Output
 void write_output(const std::string& path, const std::string& text) {
   OutputOptions opt;
   opt.force = true;
+  opt.create_parents = true;
   write_output(path, text, opt);
 }
 
 OutputOptions output_options(bool force, const std::vector<std::string>& inputs) {
   OutputOptions opt;
   opt.force = force;
+  opt.create_parents = true;  // `-o new/dir/out.json` works on a fresh clone
   for (const auto& in : inputs)
     if (!in.empty() && in != "-") opt.inputs.emplace_back(in);
   return opt;

@@ -12,6 +12,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <toml++/toml.h>
+#include <type_traits>
 
 namespace moetb {
 namespace {
@@ -70,6 +71,15 @@ void assign(const ConfigBinder::Field& field, const toml::node& node, const std:
       for (const toml::node& x : *a) {
         if (auto s = x.as_string()) v->push_back(s->get());
         else fail(label, key, std::string("expected strings in the array, got ") + type_name(x));
+      }
+    }
+    void operator()(const ConfigBinder::Choice& c) const {
+      const auto s = node.as_string();
+      if (!s) fail(label, key, std::string("expected a string, got ") + type_name(node));
+      try {
+        c.set(s->get());
+      } catch (const std::invalid_argument& e) {
+        fail(label, key, e.what());
       }
     }
     void operator()(std::map<std::string, std::string>* v) const {
@@ -182,7 +192,8 @@ void ConfigBinder::set(const std::string& assignment) {
   if (is_table_field(*f)) throw std::invalid_argument(label + ": '" + key + "' is a table: use " + key + ".NAME=VALUE");
   // Strings go in bare; everything else is parsed as a TOML value.
   std::string toml_value = value;
-  if (std::holds_alternative<std::string*>(f->target)) toml_value = toml_quote(value);
+  if (std::holds_alternative<std::string*>(f->target) || std::holds_alternative<Choice>(f->target))
+    toml_value = toml_quote(value);
   else if ((std::holds_alternative<std::vector<double>*>(f->target) ||
             std::holds_alternative<std::vector<std::string>*>(f->target)) && (value.empty() || value.front() != '[')) {
     if (std::holds_alternative<std::vector<std::string>*>(f->target)) {
@@ -233,6 +244,7 @@ std::string ConfigBinder::to_toml() const {
         void operator()(double* v) const { out << name << " = " << toml_number(*v) << "\n"; }
         void operator()(bool* v) const { out << name << " = " << (*v ? "true" : "false") << "\n"; }
         void operator()(std::string* v) const { out << name << " = " << toml_quote(*v) << "\n"; }
+        void operator()(const Choice& c) const { out << name << " = " << toml_quote(c.get()) << "\n"; }
         void operator()(std::vector<double>* v) const {
           out << name << " = [";
           for (std::size_t i = 0; i < v->size(); ++i) out << (i ? ", " : "") << toml_number((*v)[i]);
@@ -263,7 +275,8 @@ nlohmann::json ConfigBinder::to_json() const {
       begin = dot + 1;
     }
     nlohmann::json& slot = (*node)[f.key.substr(begin)];
-    std::visit([&slot](auto* v) { slot = *v; }, f.target);
+    if (const auto* c = std::get_if<Choice>(&f.target)) slot = c->get();
+    else std::visit([&slot](const auto& v) { if constexpr (std::is_pointer_v<std::decay_t<decltype(v)>>) slot = *v; }, f.target);
   }
   return root;
 }

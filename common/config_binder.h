@@ -4,6 +4,7 @@
 // with one line naming the source and the key ("cfg.toml: key 'seq_len': expected an integer").
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <variant>
@@ -15,8 +16,13 @@ namespace moetb {
 
 class ConfigBinder {
  public:
+  // A field with a fixed set of names (an enum): written and read as a string.
+  struct Choice {
+    std::function<std::string()> get;
+    std::function<void(const std::string&)> set;  // throws std::invalid_argument("'x' is not one of: a, b")
+  };
   using Target = std::variant<int64_t*, double*, bool*, std::string*, std::vector<double>*,
-                              std::vector<std::string>*, std::map<std::string, std::string>*>;
+                              std::vector<std::string>*, std::map<std::string, std::string>*, Choice>;
   struct Field {
     std::string key;   // dotted: "model.d_model" is d_model in the TOML table [model]
     Target target;

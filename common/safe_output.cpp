@@ -206,8 +206,17 @@ Existing check_output(const fs::path& given, OutputKind kind, const OutputOption
   const std::string name = given.string();
   const fs::path parent = parent_of(path);
   struct stat pst {};
-  if (!stat_of(parent, pst) || !S_ISDIR(pst.st_mode))
-    throw OutputError(name + ": the folder " + parent.string() + " does not exist");
+  if (!stat_of(parent, pst) || !S_ISDIR(pst.st_mode)) {
+    if (!opt.create_parents) throw OutputError(name + ": the folder " + parent.string() + " does not exist");
+    for (fs::path p = parent; ; p = parent_of(p)) {  // the nearest existing ancestor must be a folder
+      if (stat_of(p, pst)) {
+        if (!S_ISDIR(pst.st_mode)) throw OutputError(name + ": " + p.string() + " is not a folder");
+        break;
+      }
+      if (p == parent_of(p)) break;
+    }
+    return Existing::none;  // nothing there to replace; the writer makes the folders
+  }
   const bool folder_kind = kind != OutputKind::file && kind != OutputKind::trace;
   struct stat st {};
   if (!stat_of(path, st)) {
@@ -266,10 +275,23 @@ void check_space_for(const fs::path& target, uint64_t bytes, const std::string& 
 
 std::string write_failed_message(const fs::path& path, int err) { return "write failed: " + path.string() + ": " + str_error(err); }
 
+namespace {
+// After check_output accepted a missing parent (opt.create_parents): make it.
+void make_parents(const fs::path& target, const OutputOptions& opt) {
+  if (!opt.create_parents) return;
+  std::error_code ec;
+  const fs::path parent = parent_of(target);
+  if (fs::is_directory(parent, ec)) return;
+  fs::create_directories(parent, ec);
+  if (ec) throw OutputError(target.string() + ": cannot create the folder " + parent.string() + ": " + ec.message());
+}
+}  // namespace
+
 // --- OutputFile -------------------------------------------------------------------------
 
 OutputFile::OutputFile(fs::path path, const OutputOptions& opt, OutputKind kind) : path_(normal_target(path)) {
   existing_ = check_output(path_, kind, opt);
+  make_parents(path_, opt);
   if (existing_ == Existing::special) {
     fd_ = ::open(path_.c_str(), O_WRONLY | O_CLOEXEC);
     if (fd_ < 0) throw OutputError(path_.string() + ": cannot open for writing: " + str_error(errno));
@@ -355,6 +377,7 @@ OutputDir::OutputDir(fs::path path, OutputKind kind, const OutputOptions& opt) :
   if (e == Existing::special)
     throw OutputError(path_.string() + ": is " + describe_existing(path_) + "; a " + output_kind_name(kind) +
                       " is written as a folder, so it cannot go there");
+  make_parents(path_, opt);
   clean_stale_temps(parent_of(path_));
   tmp_ = temp_path_for(path_);
   register_temp(tmp_);

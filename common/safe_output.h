@@ -44,6 +44,8 @@ std::string describe_existing(const std::filesystem::path& path);
 struct OutputOptions {
   bool force = false;                            // replace an existing output (see OutputKind)
   std::vector<std::filesystem::path> inputs;     // the command's inputs (files or folders)
+  bool create_parents = false;                   // missing parent folders are made (a CLI's -o/--out);
+                                                 // otherwise a missing parent is an error
 };
 
 // Throws OutputError when `output` is one of `inputs` (same st_dev/st_ino, so symlinks and

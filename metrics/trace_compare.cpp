@@ -169,6 +169,11 @@ std::vector<std::optional<double>> router_saturation(const ShardSource& a, const
   return out;
 }
 
+const char* const kOnePairNote =
+    "one trace per side: each verdict says whether B - A exceeds the token-sampling noise of this one pair of traces "
+    "(a jackknife over their tokens), not whether it exceeds the variation between training seeds; for that, compare "
+    "several seeds per side: moetb compare --a RUN... --b RUN...";
+
 nlohmann::json compare_json(const TraceMetrics& a, const TraceMetrics& b,
                             const std::vector<std::optional<double>>& saturation, const CompareOptions& options) {
   const nlohmann::json ja = metrics_to_json(a), jb = metrics_to_json(b);
@@ -248,6 +253,7 @@ nlohmann::json compare_json(const TraceMetrics& a, const TraceMetrics& b,
                         {"rule", "differs when |delta| > max(tol, z * se_delta)"}};
     out["differs"] = differs;
   }
+  notes.push_back(kOnePairNote);  // a single pair: say what its verdicts can and cannot tell
   out["notes"] = notes;
   out["summary"] = summary;
   return out;

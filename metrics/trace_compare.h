@@ -49,6 +49,8 @@ struct CompareOptions {
 // "verdict" ("differs", "same", or null when not comparable, with a "note"), and the document has
 // "criterion" and "differs" (keys, in order). The errors need both metrics computed with the same
 // jackknife_blocks >= 2; without them they are null and the threshold is tol alone.
+// The note every single-pair comparison carries (its verdicts reflect token-sampling noise only).
+extern const char* const kOnePairNote;
 nlohmann::json compare_json(const TraceMetrics& a, const TraceMetrics& b,
                             const std::vector<std::optional<double>>& saturation,
                             const CompareOptions& options = {});

@@ -121,7 +121,7 @@ nlohmann::json run_finetune(const FinetuneOptions& o) {
     if (foreign->seq_len() > run.data->seq_len())
       throw std::invalid_argument("--data " + o.data_dir + ": seq_len " + std::to_string(foreign->seq_len()) +
                                   " exceeds the model's " + std::to_string(run.data->seq_len()));
-    if (rc.router == "oracle")
+    if (rc.router.name == "oracle")
       throw std::invalid_argument("--data: the oracle router routes by the run's domain ids; fine-tune it on its own dataset");
   }
   const Dataset& target = own_data ? *run.data : *foreign;
@@ -332,7 +332,7 @@ nlohmann::json run_finetune(const FinetuneOptions& o) {
       {"format", "moetb-finetune/1"},
       {"run", fs::absolute(o.run_dir).string()},
       {"run_step", run.state.step},
-      {"router", rc.router},
+      {"router", rc.router.name},
       {"seed", rc.seed},
       {"domain", o.domain},
       {"domain_in_pretraining", own_data},
@@ -376,7 +376,7 @@ nlohmann::json run_finetune(const FinetuneOptions& o) {
   writer.append_eval(record);
   runs::FinalEval final_eval;
   final_eval.record = record;
-  final_eval.router = rc.router;
+  final_eval.router = rc.router.name;
   final_eval.metrics = metrics;
   final_eval.seed = rc.seed;
   final_eval.git_revision = o.git_revision;

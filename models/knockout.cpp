@@ -60,7 +60,7 @@ nlohmann::json run_knockout(LoadedRun& run, const KnockoutOptions& options) {
     layers.push_back(std::move(kl));
   }
   nlohmann::json out = {{"format", "moetb-knockout/1"}, {"run", run.dir}, {"step", run.state.step},
-                        {"router", run.cfg.router}, {"eval_sequences", n_seq}, {"base_eval", base.to_json()}};
+                        {"router", run.cfg.router.name}, {"eval_sequences", n_seq}, {"base_eval", base.to_json()}};
   out.update(knockout_json(layers, metrics.domains, base_loss, tokens));
   out["definitions"] = {
       {"removal", "the expert is never selected: its slots are emptied and the token's other routing weights "

@@ -31,29 +31,17 @@ ModelConfig run_model_config(const TrainConfig& c, const Dataset& data, const st
   m.moe.n_experts = c.n_experts;
   m.moe.top_k = c.top_k;
   m.moe.n_shared_experts = c.n_shared_experts;
-  RouterConfig& r = m.moe.router;
-  r.name = c.router;
-  r.score = c.score;
-  r.renormalize = c.renormalize;
-  r.balance_coef = c.balance_coef;
-  r.z_loss_coef = c.z_loss_coef;
-  r.seed = static_cast<uint64_t>(c.seed);
-  r.domain_groups = groups;
-  r.balance_scope = c.balance_scope;
-  r.seq_aux_coef = c.seq_aux_coef;
-  r.bias_update_rate = c.bias_update_rate;
-  r.n_groups = c.n_groups;
-  r.topk_groups = c.topk_groups;
-  r.jitter = c.jitter;
-  r.topk_before_softmax = c.topk_before_softmax;
-  r.capacity_factor = c.capacity_factor;
-  r.drop_policy = c.drop_policy;
+  m.moe.router = c.router;  // the one router config (routers/router_config.h)
+  m.moe.router.seed = static_cast<uint64_t>(c.seed);
+  m.moe.router.domain_groups = groups;
   return m;
 }
 
 std::vector<std::vector<int>> run_reference_groups(const TrainConfig& c, const Dataset& data) {
   if (data.n_domains() > c.n_experts) return {};
-  return make_reference_groups(c.n_experts, static_cast<int>(data.n_domains()), static_cast<int>(c.oracle_overlap));
+  // The oracle routes inside its group: a top_k larger than a group is refused there.
+  const int top_k = c.router.name == "oracle" ? static_cast<int>(c.top_k) : 0;
+  return make_reference_groups(c.n_experts, static_cast<int>(data.n_domains()), static_cast<int>(c.oracle_overlap), top_k);
 }
 
 std::vector<std::vector<uint64_t>> save_router_states(MoETransformerImpl& model) {

@@ -1,7 +1,6 @@
 // Binding and validation of TrainConfig (train_config.h).
 #include "models/train_config.h"
 
-#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <stdexcept>
@@ -9,9 +8,16 @@
 #include <vector>
 
 #include "common/config_binder.h"
-#include "routers/router.h"
+#include "routers/router_config.h"
 
 namespace moetb {
+
+namespace {
+// An enum field bound by its names (routers/router_config.h).
+template <class E> ConfigBinder::Choice choice(E* field) {
+  return {[field] { return enum_name(*field); }, [field](const std::string& s) { *field = parse_enum<E>(s); }};
+}
+}  // namespace
 
 void bind_train_config(ConfigBinder& b, TrainConfig& c) {
   b.add("data.dir", &c.data_dir, "dataset directory written by moetb datagen");
@@ -26,20 +32,30 @@ void bind_train_config(ConfigBinder& b, TrainConfig& c) {
   b.add("moe.top_k", &c.top_k, "experts per token");
   b.add("moe.d_ff", &c.d_ff, "hidden width of each SwiGLU expert");
   b.add("moe.n_shared_experts", &c.n_shared_experts, "always-on shared experts");
-  b.add("router.name", &c.router, "topk, oracle, hash, random, expert_choice or sinkhorn (moetb routers)");
-  b.add("router.score", &c.score, "softmax or sigmoid (topk)");
-  b.add("router.renormalize", &c.renormalize, "renormalise the selected weights to sum 1");
-  b.add("router.balance_coef", &c.balance_coef, "Switch load-balancing loss coefficient");
-  b.add("router.balance_scope", &c.balance_scope, "balance loss scope: micro_batch, sequence or global_batch (topk)");
-  b.add("router.seq_aux_coef", &c.seq_aux_coef, "extra sequence-wise balance loss coefficient (topk)");
-  b.add("router.z_loss_coef", &c.z_loss_coef, "router z-loss coefficient");
-  b.add("router.bias_update_rate", &c.bias_update_rate, "aux-loss-free balancing bias step per optimizer step (topk), 0 = off");
-  b.add("router.n_groups", &c.n_groups, "group-limited routing: expert groups (topk), 1 = off");
-  b.add("router.topk_groups", &c.topk_groups, "group-limited routing: groups each token may use");
-  b.add("router.jitter", &c.jitter, "training: logits times U(1-jitter, 1+jitter) (topk)");
-  b.add("router.topk_before_softmax", &c.topk_before_softmax, "softmax over the k selected logits (topk)");
-  b.add("router.capacity_factor", &c.capacity_factor, "expert capacity factor, 0 = dropless (expert_choice: 0 = top_k)");
-  b.add("router.drop_policy", &c.drop_policy, "over capacity keep by probability or by position");
+  RouterConfig& r = c.router;
+  b.add("router.name", &r.name, "topk, oracle, hash, random, expert_choice, sinkhorn or balanced (moetb routers)");
+  b.add("router.score", choice(&r.score), "softmax or sigmoid (topk)");
+  b.add("router.renormalize", &r.renormalize, "renormalise the selected weights to sum 1");
+  b.add("router.balance_coef", &r.balance_coef, "Switch load-balancing loss coefficient");
+  b.add("router.balance_scope", choice(&r.balance_scope), "balance loss scope: micro_batch, sequence or global_batch (topk)");
+  b.add("router.seq_aux_coef", &r.seq_aux_coef, "extra sequence-wise balance loss coefficient (topk)");
+  b.add("router.z_loss_coef", &r.z_loss_coef, "router z-loss coefficient");
+  b.add("router.bias_update_rate", &r.bias_update_rate, "aux-loss-free balancing bias step per optimizer step (topk), 0 = off");
+  b.add("router.bias_scope", choice(&r.bias_scope),
+        "aux-loss-free bias updated from per-sequence, per-micro-batch or the step's global-batch counts (topk)");
+  b.add("router.assign_scope", choice(&r.assign_scope),
+        "sinkhorn/balanced: solve over each sequence, the micro-batch or the step (global_batch needs train.accum_steps = 1)");
+  b.add("router.n_groups", &r.n_groups, "group-limited routing: expert groups (topk), 1 = off");
+  b.add("router.topk_groups", &r.topk_groups, "group-limited routing: groups each token may use");
+  b.add("router.group_score", choice(&r.group_score),
+        "group-limited routing: a group's score is its best expert (max, DeepSeek-V2) or its two best summed "
+        "(top2_sum, DeepSeek-V3); auto = top2_sum for sigmoid scores, max for softmax");
+  b.add("router.jitter", &r.jitter, "training: logits times U(1-jitter, 1+jitter) (topk)");
+  b.add("router.topk_before_softmax", &r.topk_before_softmax, "softmax over the k selected logits (topk)");
+  b.add("router.sinkhorn_tol", &r.sinkhorn_tol, "sinkhorn: stop when every column sum is within this relative distance of n/E");
+  b.add("router.sinkhorn_max_iters", &r.sinkhorn_max_iters, "sinkhorn: iteration cap (the residual is logged as sinkhorn_residual)");
+  b.add("router.capacity_factor", &r.capacity_factor, "expert capacity factor, 0 = dropless (expert_choice: 0 = top_k)");
+  b.add("router.drop_policy", choice(&r.drop_policy), "over capacity keep by probability or by position");
   b.add("router.oracle_overlap", &c.oracle_overlap, "experts each domain's reference group shares with the next");
   b.add("train.steps", &c.steps, "optimizer steps");
   b.add("train.micro_batch", &c.micro_batch, "sequences per micro-batch");
@@ -83,27 +99,14 @@ void validate_train_config(const TrainConfig& c) {
   if (c.top_k < 1 || c.top_k > c.n_experts) bad("moe.top_k", "must be in [1, n_experts]");
   at_least("moe.d_ff", c.d_ff, 1);
   at_least("moe.n_shared_experts", c.n_shared_experts, 0);
-  const std::vector<std::string> names = router_names();
-  if (std::find(names.begin(), names.end(), c.router) == names.end()) {
-    std::string known;
-    for (const auto& n : names) known += (known.empty() ? "" : ", ") + n;
-    bad("router.name", "unknown router '" + c.router + "' (known: " + known + ")");
-  }
-  if (c.score != "softmax" && c.score != "sigmoid") bad("router.score", "'" + c.score + "' is not softmax or sigmoid");
-  if (!(c.balance_coef >= 0.0)) bad("router.balance_coef", "must be >= 0");
-  if (c.balance_scope != "micro_batch" && c.balance_scope != "sequence" && c.balance_scope != "global_batch")
-    bad("router.balance_scope", "'" + c.balance_scope + "' is not micro_batch, sequence or global_batch");
-  if (!(c.seq_aux_coef >= 0.0)) bad("router.seq_aux_coef", "must be >= 0");
-  if (!(c.z_loss_coef >= 0.0)) bad("router.z_loss_coef", "must be >= 0");
-  if (!(c.bias_update_rate >= 0.0)) bad("router.bias_update_rate", "must be >= 0");
-  if (c.n_groups < 1 || c.n_experts % c.n_groups != 0) bad("router.n_groups", "must be >= 1 and divide moe.n_experts");
-  if (c.topk_groups < 1 || c.topk_groups > c.n_groups) bad("router.topk_groups", "must be in [1, n_groups]");
-  if (c.topk_groups * (c.n_experts / c.n_groups) < c.top_k) bad("router.topk_groups", "its groups must hold moe.top_k experts");
-  if (!(c.jitter >= 0.0 && c.jitter < 1.0)) bad("router.jitter", "must be in [0, 1)");
-  if (c.topk_before_softmax && c.score != "softmax") bad("router.topk_before_softmax", "needs router.score = softmax");
-  if (!(c.capacity_factor >= 0.0) || !std::isfinite(c.capacity_factor)) bad("router.capacity_factor", "must be finite and >= 0");
-  if (c.drop_policy != "probability" && c.drop_policy != "position")
-    bad("router.drop_policy", "'" + c.drop_policy + "' is not probability or position");
+  RouterConfig router = c.router;  // the model's shape fills in what the router keys leave out
+  router.n_experts = c.n_experts;
+  router.top_k = c.top_k;
+  validate_router_config(router);
+  if ((router.name == "sinkhorn" || router.name == "balanced") && router.assign_scope == BalanceScope::kGlobalBatch &&
+      c.accum_steps > 1)
+    bad("router.assign_scope", "global_batch needs train.accum_steps = 1 for " + router.name +
+                                   ": a micro-batch must be routed before the step's later ones exist (docs/routers.md)");
   at_least("router.oracle_overlap", c.oracle_overlap, 0);
   at_least("train.steps", c.steps, 1);
   at_least("train.micro_batch", c.micro_batch, 1);

@@ -1,11 +1,14 @@
 // The training config: model, router, optimisation, evaluation and checkpoint knobs as a
 // plain aggregate with a default and a comment per field, bound to dotted TOML keys
 // ("model.d_model", "router.name", "train.lr", ...). docs/training.md lists them all.
+// The router.* keys bind the embedded RouterConfig, validated by validate_router_config.
 // Defaults are the README demo: they train in about a minute per run on one core.
 #pragma once
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include "routers/router_config.h"
 
 namespace moetb {
 class ConfigBinder;
@@ -25,21 +28,9 @@ struct TrainConfig {
   int64_t top_k = 2;
   int64_t d_ff = 128;              // per expert
   int64_t n_shared_experts = 0;
-  // router
-  std::string router = "topk";     // a name of router_names(): topk, oracle, hash, random, expert_choice, sinkhorn
-  std::string score = "softmax";   // softmax or sigmoid (topk)
-  bool renormalize = true;
-  double balance_coef = 0.01;      // Switch load-balancing loss, over balance_scope
-  std::string balance_scope = "micro_batch";  // micro_batch, sequence or global_batch (topk)
-  double seq_aux_coef = 0.0;       // extra sequence-wise balance loss (topk; DeepSeek-V3)
-  double z_loss_coef = 0.001;      // router z-loss
-  double bias_update_rate = 0.0;   // aux-loss-free bias step u (topk; DeepSeek-V3), 0 = off
-  int64_t n_groups = 1;            // group-limited routing (topk): expert groups, 1 = off
-  int64_t topk_groups = 1;         // groups each token may use
-  double jitter = 0.0;             // multiplicative logit noise in training (topk)
-  bool topk_before_softmax = false;  // softmax over the k selected logits (topk, softmax score)
-  double capacity_factor = 0.0;    // expert capacity; 0 = dropless (expert_choice: 0 = top_k)
-  std::string drop_policy = "probability";  // probability or position
+  // router (router.*): the one RouterConfig (routers/router_config.h); its n_experts, top_k,
+  // seed and domain_groups are not keys: the model sets them from moe.*, train.seed and the data.
+  RouterConfig router;
   int64_t oracle_overlap = 0;      // experts each domain group shares with the next (oracle/reference groups)
   // optimisation
   int64_t steps = 200;             // optimizer steps (global batches)

@@ -27,6 +27,7 @@
 #include "models/checkpoint.h"
 #include "models/evaluation.h"
 #include "models/progress.h"
+#include "models/run_model.h"
 #include "models/train_step.h"
 #include "oracle/reference_groups.h"
 #include "runs/run_reader.h"
@@ -42,40 +43,6 @@ double learning_rate(const TrainConfig& c, int64_t step) {  // step is 1-based
   const double t = std::min(1.0, static_cast<double>(step - c.warmup_steps) / span);
   const double floor = c.lr * c.min_lr_ratio;
   return floor + 0.5 * (c.lr - floor) * (1.0 + std::cos(M_PI * t));
-}
-
-ModelConfig model_config(const TrainConfig& c, const Dataset& data, const std::vector<std::vector<int>>& groups) {
-  ModelConfig m;
-  m.vocab_size = data.vocab_size();
-  m.max_seq_len = data.seq_len();
-  m.d_model = c.d_model;
-  m.n_layers = c.n_layers;
-  m.n_heads = c.n_heads;
-  m.first_k_dense = c.first_k_dense;
-  m.dense_d_ff = c.dense_d_ff;
-  m.tie_embeddings = c.tie_embeddings;
-  m.rope_theta = c.rope_theta;
-  m.moe.d_ff = c.d_ff;
-  m.moe.n_experts = c.n_experts;
-  m.moe.top_k = c.top_k;
-  m.moe.n_shared_experts = c.n_shared_experts;
-  m.moe.router.name = c.router;
-  m.moe.router.score = c.score;
-  m.moe.router.renormalize = c.renormalize;
-  m.moe.router.balance_coef = c.balance_coef;
-  m.moe.router.z_loss_coef = c.z_loss_coef;
-  m.moe.router.seed = static_cast<uint64_t>(c.seed);
-  m.moe.router.domain_groups = groups;
-  m.moe.router.balance_scope = c.balance_scope;
-  m.moe.router.seq_aux_coef = c.seq_aux_coef;
-  m.moe.router.bias_update_rate = c.bias_update_rate;
-  m.moe.router.n_groups = c.n_groups;
-  m.moe.router.topk_groups = c.topk_groups;
-  m.moe.router.jitter = c.jitter;
-  m.moe.router.topk_before_softmax = c.topk_before_softmax;
-  m.moe.router.capacity_factor = c.capacity_factor;
-  m.moe.router.drop_policy = c.drop_policy;
-  return m;
 }
 
 std::vector<std::vector<uint64_t>> router_states(MoETransformerImpl& model) {
@@ -182,9 +149,8 @@ TrainResult train_model(const TrainConfig& cfg, const TrainOptions& opts) {
   at::set_num_threads(static_cast<int>(cfg.threads));
   set_blas_threads(static_cast<int>(cfg.threads));
   const Dataset data(cfg.data_dir);
-  std::vector<std::vector<int>> groups;
-  if (data.n_domains() <= cfg.n_experts) groups = make_reference_groups(cfg.n_experts, static_cast<int>(data.n_domains()), static_cast<int>(cfg.oracle_overlap));
-  else if (cfg.router == "oracle")
+  const std::vector<std::vector<int>> groups = run_reference_groups(cfg, data);
+  if (groups.empty() && cfg.router.name == "oracle")
     throw std::invalid_argument("router.name: the oracle needs at least one expert per domain (" + std::to_string(data.n_domains()) +
                                 " domains, " + std::to_string(cfg.n_experts) + " experts)");
 
@@ -193,7 +159,7 @@ TrainResult train_model(const TrainConfig& cfg, const TrainOptions& opts) {
   const runs::RunWriter writer = open_run(cfg, opts);  // held (locked) until training returns
 
   at::manual_seed(static_cast<uint64_t>(cfg.seed));
-  MoETransformer model(model_config(cfg, data, groups));
+  MoETransformer model(run_model_config(cfg, data, groups));
   model->to(device);
   torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(cfg.lr)
                                                    .betas({cfg.beta1, cfg.beta2})
@@ -276,7 +242,7 @@ TrainResult train_model(const TrainConfig& cfg, const TrainOptions& opts) {
       EvalResult ev = evaluate(*model, data, cfg.eval_sequences, B, device, groups);
       restore_router_states(*model, saved);
       const std::string name = runs::trace_name(step);
-      ev.trace.meta_data.model = "moetb " + cfg.router + " d" + std::to_string(cfg.d_model) + " L" + std::to_string(cfg.n_layers) +
+      ev.trace.meta_data.model = "moetb " + cfg.router.name + " d" + std::to_string(cfg.d_model) + " L" + std::to_string(cfg.n_layers) +
                                  " E" + std::to_string(cfg.n_experts) + " k" + std::to_string(cfg.top_k);
       ev.trace.meta_data.source = "moetb train step " + std::to_string(step);
       write_trace_file(ev.trace, (run / name).string(), cfg.n_experts <= 32767 ? DType::kI16 : DType::kI32);
@@ -295,7 +261,7 @@ TrainResult train_model(const TrainConfig& cfg, const TrainOptions& opts) {
       if (last) {
         runs::FinalEval final_eval;
         final_eval.record = record;
-        final_eval.router = cfg.router;
+        final_eval.router = cfg.router.name;
         final_eval.metrics = metrics;
         final_eval.seed = cfg.seed;
         final_eval.git_revision = opts.git_revision;

@@ -52,7 +52,7 @@ ReferenceRouting topk_select_reference(const double* logits, int64_t n_tokens, i
     for (int64_t j = 0; j < k; ++j) {
       const int64_t e = order[static_cast<std::size_t>(j)];
       out.experts[at2(t, j, k)] = e;
-      out.weights[at2(t, j, k)] = s[static_cast<std::size_t>(e)] / (renormalize ? total : 1.0);
+      out.weights[at2(t, j, k)] = s[static_cast<std::size_t>(e)] / (renormalize && k > 1 ? total : 1.0);  // k = 1: Switch
     }
   }
   return out;
@@ -62,6 +62,57 @@ ReferenceRouting topk_select_reference(const float* logits, int64_t n_tokens, in
                                        const std::string& score, bool renormalize) {
   const std::vector<double> wide(logits, logits + std::max<int64_t>(0, n_tokens * n_experts));
   return topk_select_reference(wide.data(), n_tokens, n_experts, k, score, renormalize);
+}
+
+ReferenceRouting group_topk_reference(const double* logits, int64_t n_tokens, int64_t n_experts, int64_t k,
+                                      const std::string& score, bool renormalize, int64_t n_groups, int64_t topk_groups,
+                                      const std::string& group_rule) {
+  if (n_groups < 1 || n_experts % n_groups != 0 || topk_groups < 1 || topk_groups > n_groups)
+    throw std::invalid_argument("group reference: n_groups must divide n_experts and topk_groups lie in [1, n_groups]");
+  if (group_rule != "max" && group_rule != "top2_sum")
+    throw std::invalid_argument("group reference: group_rule must be 'max' or 'top2_sum', got '" + group_rule + "'");
+  const int64_t size = n_experts / n_groups;
+  if (topk_groups * size < k) throw std::invalid_argument("group reference: the kept groups cannot hold k experts");
+  // The plain scores of every expert (k = E: all of them, unsorted by weight needs).
+  const ReferenceRouting all = topk_select_reference(logits, n_tokens, n_experts, n_experts, score, false);
+  ReferenceRouting out;
+  out.probs = all.probs;
+  out.experts.resize(static_cast<std::size_t>(n_tokens * k));
+  out.weights.resize(static_cast<std::size_t>(n_tokens * k));
+  std::vector<double> s(static_cast<std::size_t>(n_experts));
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    for (int64_t j = 0; j < n_experts; ++j)  // all.experts is the token's experts by descending score
+      s[static_cast<std::size_t>(all.experts[at2(t, j, n_experts)])] = all.weights[at2(t, j, n_experts)];
+    std::vector<std::pair<double, int64_t>> groups;  // (group score, group)
+    for (int64_t g = 0; g < n_groups; ++g) {
+      double best = -1, second = -1;
+      for (int64_t i = g * size; i < (g + 1) * size; ++i) {
+        const double v = s[static_cast<std::size_t>(i)];
+        if (v > best) {
+          second = best;
+          best = v;
+        } else if (v > second) {
+          second = v;
+        }
+      }
+      groups.push_back({group_rule == "max" || size == 1 ? best : best + second, g});
+    }
+    std::stable_sort(groups.begin(), groups.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    std::vector<std::pair<double, int64_t>> allowed;  // (score, expert) inside the kept groups
+    for (int64_t r = 0; r < topk_groups; ++r)
+      for (int64_t i = groups[static_cast<std::size_t>(r)].second * size; i < (groups[static_cast<std::size_t>(r)].second + 1) * size; ++i)
+        allowed.push_back({s[static_cast<std::size_t>(i)], i});
+    std::stable_sort(allowed.begin(), allowed.end(), [](const auto& a, const auto& b) {
+      return a.first > b.first || (a.first == b.first && a.second < b.second);
+    });
+    double total = 0;
+    for (int64_t j = 0; j < k; ++j) total += allowed[static_cast<std::size_t>(j)].first;
+    for (int64_t j = 0; j < k; ++j) {
+      out.experts[at2(t, j, k)] = allowed[static_cast<std::size_t>(j)].second;
+      out.weights[at2(t, j, k)] = allowed[static_cast<std::size_t>(j)].first / (renormalize && k > 1 ? total : 1.0);
+    }
+  }
+  return out;
 }
 
 double switch_balance_loss_reference(const std::vector<int64_t>& experts, const std::vector<double>& probs,

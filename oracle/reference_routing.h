@@ -23,6 +23,15 @@ ReferenceRouting topk_select_reference(const double* logits, int64_t n_tokens, i
 ReferenceRouting topk_select_reference(const float* logits, int64_t n_tokens, int64_t n_experts, int64_t k,
                                        const std::string& score, bool renormalize);
 
+// Group-limited top-k (DeepSeek-V2 arXiv 2405.04434, DeepSeek-V3 arXiv 2412.19437): the E
+// experts form n_groups consecutive groups; a group scores its best expert's score
+// (group_rule "max") or the sum of its two best ("top2_sum"); each token keeps its
+// topk_groups best groups and takes its top-k scores inside them. Same score, weights and
+// probs as topk_select_reference. Throws std::invalid_argument on a bad shape or rule.
+ReferenceRouting group_topk_reference(const double* logits, int64_t n_tokens, int64_t n_experts, int64_t k,
+                                      const std::string& score, bool renormalize, int64_t n_groups, int64_t topk_groups,
+                                      const std::string& group_rule);
+
 // E * sum_e f_e * P_e with f_e = (slots that chose e) / (non-empty slots) and
 // P_e = mean over tokens of probs[t][e]. experts: [n_tokens, k], -1 = empty slot;
 // probs: [n_tokens, n_experts]. 0 when there are no tokens or no non-empty slots.

@@ -11,6 +11,7 @@
 #include <exception>
 #include <nlohmann/json.hpp>
 
+#include "common/safe_output.h"
 #include "metrics/expert_paths.h"
 #include "metrics/trace_compare.h"
 #include "metrics/trace_metrics.h"
@@ -126,6 +127,8 @@ PYBIND11_MODULE(_moetb, m) {
       throw;
     } catch (const moetb::TraceError& e) {
       PyErr_SetString(trace_error.ptr(), e.what());
+    } catch (const moetb::OutputError& e) {  // an output the rules refuse (exists, is an input, ...)
+      PyErr_SetString(PyExc_ValueError, moetb::TraceError::one_line(e.what()).c_str());
     } catch (const std::invalid_argument& e) {
       PyErr_SetString(PyExc_ValueError, moetb::TraceError::one_line(e.what()).c_str());
     } catch (const std::bad_alloc&) {

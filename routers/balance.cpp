@@ -56,8 +56,8 @@ void StepLoad::add(const at::Tensor& experts) {
 
 at::Tensor scoped_balance_loss(const RouterConfig& cfg, const at::Tensor& probs, const at::Tensor& experts,
                                const RouteContext& ctx, const StepLoad& step) {
-  if (cfg.balance_scope == "sequence") return sequence_balance_loss(probs, experts, ctx.sequence_ids);
-  if (cfg.balance_scope == "global_batch" && ctx.training) return counts_balance_loss(probs, step.counts());
+  if (cfg.balance_scope == BalanceScope::kSequence) return sequence_balance_loss(probs, experts, ctx.sequence_ids);
+  if (cfg.balance_scope == BalanceScope::kGlobalBatch && ctx.training) return counts_balance_loss(probs, step.counts());
   return switch_balance_loss(probs, experts);
 }
 
@@ -68,6 +68,54 @@ void update_balance_bias(std::vector<double>& bias, const std::vector<double>& c
   const double mean = total / static_cast<double>(counts.size());
   for (std::size_t e = 0; e < bias.size(); ++e)
     bias[e] += rate * static_cast<double>((mean > counts[e]) - (mean < counts[e]));
+}
+
+void BiasVotes::vote(const double* counts) {
+  const auto n_experts = votes_.size();
+  double total = 0.0;
+  for (std::size_t e = 0; e < n_experts; ++e) total += counts[e];
+  if (total <= 0.0) return;
+  const double mean = total / static_cast<double>(n_experts);
+  for (std::size_t e = 0; e < n_experts; ++e) votes_[e] += static_cast<double>((mean > counts[e]) - (mean < counts[e]));
+  blocks_ += 1.0;
+}
+
+void BiasVotes::add(const at::Tensor& experts, const at::Tensor& block_ids) {
+  const auto n_experts = static_cast<int64_t>(votes_.size());
+  const int64_t k = experts.size(1);
+  const at::Tensor flat = experts.reshape({-1}).cpu();  // [n * k]
+  const at::Tensor valid = flat.ge(0);
+  if (!block_ids.defined()) {
+    const at::Tensor c = at::bincount(flat.masked_select(valid), {}, n_experts).to(at::kDouble).contiguous();  // [E]
+    vote(c.data_ptr<double>());
+    return;
+  }
+  at::Tensor uniq, inverse;  // [n_blocks], [n_tokens]
+  std::tie(uniq, inverse, std::ignore) = at::unique_dim(block_ids.cpu(), 0, /*sorted=*/true, /*return_inverse=*/true);
+  const int64_t n_blocks = uniq.size(0);
+  const at::Tensor cell = inverse.repeat_interleave(k).mul(n_experts).add(flat);  // [n * k]
+  const at::Tensor c =
+      at::bincount(cell.masked_select(valid), {}, n_blocks * n_experts).to(at::kDouble).contiguous();  // [n_blocks * E]
+  for (int64_t b = 0; b < n_blocks; ++b) vote(c.data_ptr<double>() + b * n_experts);
+}
+
+void BiasVotes::apply(std::vector<double>& bias, double rate) {
+  if (blocks_ > 0.0 && rate > 0.0)
+    for (std::size_t e = 0; e < bias.size(); ++e) bias[e] += rate * votes_[e] / blocks_;
+  reset();
+}
+
+void BiasVotes::reset() {
+  std::fill(votes_.begin(), votes_.end(), 0.0);
+  blocks_ = 0.0;
+}
+
+std::vector<at::Tensor> sequence_rows(const at::Tensor& sequence_ids) {
+  at::Tensor uniq, inverse;  // [n_seq], [n_tokens]
+  std::tie(uniq, inverse, std::ignore) = at::unique_dim(sequence_ids, 0, /*sorted=*/true, /*return_inverse=*/true);
+  std::vector<at::Tensor> rows;
+  for (int64_t s = 0; s < uniq.size(0); ++s) rows.push_back(inverse.eq(s).nonzero().squeeze(1));  // [m_s]
+  return rows;
 }
 
 void append_doubles(std::vector<uint64_t>& out, const std::vector<double>& v) {

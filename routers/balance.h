@@ -47,6 +47,32 @@ at::Tensor scoped_balance_loss(const RouterConfig& cfg, const at::Tensor& probs,
 // change when the step saw no assignments. bias: [E].
 void update_balance_bias(std::vector<double>& bias, const std::vector<double>& counts, double rate);
 
+// The aux-loss-free bias at sequence or micro-batch scope: every block (a sequence, or a
+// micro-batch) of the step's training routes votes sign(mean load - load_e) from its own
+// counts; the step's update is b_e += u * (mean vote of its blocks). Blocks without
+// assignments do not vote. (global_batch scope is update_balance_bias on the step's counts.)
+class BiasVotes {
+ public:
+  explicit BiasVotes(int64_t n_experts) : votes_(static_cast<std::size_t>(n_experts), 0.0) {}
+  // experts: [n_tokens, k] int64 (-1 ignored); block_ids: [n_tokens] int64 (one block per
+  // value), or undefined: the whole micro-batch is one block.
+  void add(const at::Tensor& experts, const at::Tensor& block_ids);
+  void apply(std::vector<double>& bias, double rate);  // then reset
+  void reset();
+  std::vector<double>& votes() { return votes_; }
+  const std::vector<double>& votes() const { return votes_; }
+  double& blocks() { return blocks_; }
+  double blocks() const { return blocks_; }
+
+ private:
+  void vote(const double* counts);  // one block's [E] counts
+  std::vector<double> votes_;  // [E] summed signs
+  double blocks_ = 0.0;        // blocks that voted
+};
+
+// Row indices of each sequence of sequence_ids ([n_tokens] int64), by ascending id: [m_s] each.
+std::vector<at::Tensor> sequence_rows(const at::Tensor& sequence_ids);
+
 // Doubles <-> checkpoint words (bit-cast, exact).
 void append_doubles(std::vector<uint64_t>& out, const std::vector<double>& v);
 std::vector<double> read_doubles(const std::vector<uint64_t>& in, std::size_t offset, std::size_t n);

@@ -21,15 +21,13 @@ int64_t expert_capacity(int64_t n_tokens, int64_t top_k, int64_t n_experts, doub
   return static_cast<int64_t>(std::ceil(c - 1e-9));
 }
 
-double apply_capacity(RoutingDecision& d, int64_t n_experts, int64_t capacity, const std::string& policy) {
-  if (policy != "probability" && policy != "position")
-    throw std::invalid_argument("drop_policy must be 'probability' or 'position', got '" + policy + "'");
+double apply_capacity(RoutingDecision& d, int64_t n_experts, int64_t capacity, DropPolicy policy) {
   if (capacity < 0) return 0.0;
   const at::Tensor flat = d.experts.reshape({-1});            // [n_tokens * slots], token-major
   at::Tensor idx = flat.ge(0).nonzero().squeeze(1);           // [m] (token, slot) positions
   const int64_t m = idx.size(0);
   if (m == 0) return 0.0;
-  if (policy == "probability") {  // highest weight first; ties keep token order
+  if (policy == DropPolicy::kProbability) {  // highest weight first; ties keep token order
     const at::Tensor w = d.weights.detach().reshape({-1}).index_select(0, idx);  // [m]
     idx = idx.index_select(0, std::get<1>(at::sort(w, /*stable=*/true, 0, /*descending=*/true)));
   }

@@ -18,8 +18,7 @@ int64_t expert_capacity(int64_t n_tokens, int64_t top_k, int64_t n_experts, doub
 
 // Drops the assignments over capacity from d.experts / d.weights ([n_tokens, slots]) and
 // returns the dropped share of the non-empty assignments (0 when none were dropped or
-// there were none). Weights of kept slots keep their gradient. Throws
-// std::invalid_argument on an unknown policy.
-double apply_capacity(RoutingDecision& d, int64_t n_experts, int64_t capacity, const std::string& policy);
+// there were none). Weights of kept slots keep their gradient.
+double apply_capacity(RoutingDecision& d, int64_t n_experts, int64_t capacity, DropPolicy policy);
 
 }  // namespace moetb

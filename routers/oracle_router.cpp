@@ -32,8 +32,6 @@ class OracleRouter final : public Router {
     const auto n_domains = static_cast<int64_t>(cfg_.domain_groups.size());
     if (n_domains == 0)
       throw std::invalid_argument("oracle router needs domain_groups (one expert list per domain id)");
-    if (cfg_.score != "softmax")
-      throw std::invalid_argument("oracle router supports score 'softmax' only, got '" + cfg_.score + "'");
     allowed_ = at::zeros({n_domains, n_experts}, at::kBool);  // [n_domains, E]
     group_size_ = at::zeros({n_domains}, at::kLong);          // [n_domains]
     auto allowed = allowed_.accessor<bool, 2>();
@@ -81,7 +79,7 @@ class OracleRouter final : public Router {
     RoutingDecision d;
     d.experts = top_ids.masked_fill(empty, -1);                            // [n_tokens, k]
     at::Tensor w = probs.gather(1, top_ids).masked_fill(empty, 0.0);       // [n_tokens, k]
-    d.weights = cfg_.renormalize ? w.div(w.sum(1, /*keepdim=*/true)) : w;
+    d.weights = combine_weights(w, cfg_);  // at top-1: the probability itself (Switch)
     d.probs = probs;
     set_learned_aux(d, logits, probs, cfg_);
     return d;

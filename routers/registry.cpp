@@ -32,13 +32,17 @@ constexpr RouterEntry kRouters[] = {
     {"expert_choice", make_expert_choice_router,
      "each expert takes its top-C tokens of the micro-batch, C = ceil(c*n/E) (not causal)", "arXiv 2202.09368"},
     {"sinkhorn", make_sinkhorn_router,
-     "S-BASE: top-k of a Sinkhorn-balanced assignment in training, plain top-k at evaluation", "arXiv 2202.01169"},
+     "S-BASE: top-k of a Sinkhorn-balanced assignment (to router.sinkhorn_tol) in training, plain top-k at evaluation", "arXiv 2202.01169"},
+    {"balanced", make_balanced_router,
+     "BASE: in training every expert gets exactly its share n*k/E (exact max-logit assignment); plain top-k at evaluation",
+     "arXiv 2103.16716"},
 };
 
 // The options of the token-choice router (and the layer's capacity), for the listing.
 const RouterInfo kTopkOptions[] = {
     {"router.score", "softmax or sigmoid scores (probs and the balance loss use the softmax)", "arXiv 2412.19437"},
-    {"router.renormalize", "selected weights rescaled to sum 1 per token", ""},
+    {"router.renormalize", "selected weights rescaled to sum 1 per token if k > 1 (k = 1: the probability, as Switch)",
+     "arXiv 2101.03961"},
     {"router.topk_before_softmax", "select on the logits, softmax over the k selected (= renormalized softmax)",
      "arXiv 2401.04088"},
     {"router.balance_coef", "Switch load-balancing loss c * E * sum_e f_e P_e", "arXiv 2101.03961"},
@@ -48,9 +52,18 @@ const RouterInfo kTopkOptions[] = {
     {"router.z_loss_coef", "router z-loss mean(logsumexp(logits)^2)", "arXiv 2202.08906"},
     {"router.bias_update_rate", "aux-loss-free balancing: selection bias b_e += u*sign(mean load - load_e) per step",
      "arXiv 2412.19437"},
+    {"router.bias_scope", "aux-loss-free bias updated from sequence | micro_batch | global_batch counts (default)",
+     "arXiv 2604.07030"},
+    {"router.assign_scope", "sinkhorn/balanced: solve over each sequence | the micro_batch (default) | global_batch",
+     "arXiv 2604.07030"},
+    {"router.sinkhorn_tol", "sinkhorn: iterate until every column sum is within this relative distance of n/E",
+     "arXiv 2202.01169"},
+    {"router.sinkhorn_max_iters", "sinkhorn: iteration cap (residual logged as aux_terms.sinkhorn_residual)", ""},
     {"router.n_groups", "group-limited routing: experts in n_groups groups, tokens use their best topk_groups",
      "arXiv 2405.04434"},
     {"router.topk_groups", "group-limited routing: groups each token may use", "arXiv 2405.04434"},
+    {"router.group_score", "group score: max (best expert, DeepSeek-V2) | top2_sum (two best, DeepSeek-V3); auto = top2_sum for sigmoid",
+     "arXiv 2412.19437"},
     {"router.jitter", "training: logits * U(1-eps, 1+eps)", "arXiv 2101.03961"},
     {"router.capacity_factor", "token choice: C = ceil(cf*n*k/E) per expert, rest dropped (0 = dropless); expert_choice: C",
      "arXiv 2101.03961"},
@@ -72,6 +85,21 @@ std::unique_ptr<Router> make_router(const RouterConfig& cfg) {
   std::string known;
   for (const auto& entry : kRouters) known += (known.empty() ? "" : ", ") + std::string(entry.name);
   throw std::invalid_argument("unknown router '" + cfg.name + "' (known: " + known + ")");
+}
+
+std::vector<ScopeInfo> balancing_scopes() {
+  const std::vector<std::string> all = {"sequence", "micro_batch", "global_batch"};
+  return {
+      {"LBL (topk, router.balance_coef > 0)", "router.balance_scope", all,
+       "f and P of the Switch loss per sequence, per micro-batch, or f over the step's micro-batches so far"},
+      {"EB (topk, router.bias_update_rate > 0)", "router.bias_scope", all,
+       "bias step from each sequence's, each micro-batch's or the whole step's counts (default global_batch)"},
+      {"SH (sinkhorn)", "router.assign_scope", all,
+       "Sinkhorn over each sequence or the micro-batch; global_batch = the step, only at train.accum_steps = 1"},
+      {"BA (balanced)", "router.assign_scope", all,
+       "exact shares per sequence or per micro-batch; global_batch = the step, only at train.accum_steps = 1"},
+      {"expert_choice", "(fixed)", {"micro_batch"}, "each expert picks its top-C tokens of the micro-batch"},
+  };
 }
 
 std::vector<RouterInfo> router_catalog() {

@@ -7,7 +7,6 @@
 #include <ATen/ops/logsumexp.h>
 #include <ATen/ops/zeros.h>
 
-#include <cmath>
 #include <sstream>
 #include <stdexcept>
 #include <utility>
@@ -18,12 +17,6 @@
 namespace moetb {
 
 namespace {
-
-void check_coef(double v, const char* field) {
-  if (!std::isfinite(v) || v < 0)
-    throw std::invalid_argument(std::string("router ") + field + " must be finite and >= 0, got " +
-                                std::to_string(v));
-}
 
 // A context tensor, when present, must be [n_tokens] int64 on the logits' device.
 void check_ctx_tensor(const at::Tensor& t, const char* field, const at::Tensor& logits,
@@ -59,36 +52,7 @@ std::string shape_string(const at::Tensor& t) {
   return s.str();
 }
 
-Router::Router(RouterConfig cfg) : cfg_(std::move(cfg)) {
-  if (cfg_.n_experts < 1)
-    throw std::invalid_argument("router n_experts must be >= 1, got " + std::to_string(cfg_.n_experts));
-  if (cfg_.top_k < 1 || cfg_.top_k > cfg_.n_experts)
-    throw std::invalid_argument("router top_k must lie in [1, n_experts=" + std::to_string(cfg_.n_experts) +
-                                "], got " + std::to_string(cfg_.top_k));
-  if (cfg_.score != "softmax" && cfg_.score != "sigmoid")
-    throw std::invalid_argument("router score must be 'softmax' or 'sigmoid', got '" + cfg_.score + "'");
-  check_coef(cfg_.balance_coef, "balance_coef");
-  check_coef(cfg_.z_loss_coef, "z_loss_coef");
-  check_coef(cfg_.seq_aux_coef, "seq_aux_coef");
-  check_coef(cfg_.bias_update_rate, "bias_update_rate");
-  check_coef(cfg_.capacity_factor, "capacity_factor");
-  check_coef(cfg_.jitter, "jitter");
-  if (cfg_.jitter >= 1.0) throw std::invalid_argument("router jitter must be < 1, got " + std::to_string(cfg_.jitter));
-  if (cfg_.balance_scope != "micro_batch" && cfg_.balance_scope != "sequence" && cfg_.balance_scope != "global_batch")
-    throw std::invalid_argument("router balance_scope must be 'micro_batch', 'sequence' or 'global_batch', got '" +
-                                cfg_.balance_scope + "'");
-  if (cfg_.drop_policy != "probability" && cfg_.drop_policy != "position")
-    throw std::invalid_argument("router drop_policy must be 'probability' or 'position', got '" + cfg_.drop_policy + "'");
-  if (cfg_.n_groups < 1 || cfg_.n_experts % cfg_.n_groups != 0)
-    throw std::invalid_argument("router n_groups must be >= 1 and divide n_experts=" + std::to_string(cfg_.n_experts) +
-                                ", got " + std::to_string(cfg_.n_groups));
-  if (cfg_.topk_groups < 1 || cfg_.topk_groups > cfg_.n_groups ||
-      cfg_.topk_groups * (cfg_.n_experts / cfg_.n_groups) < cfg_.top_k)
-    throw std::invalid_argument("router topk_groups must lie in [1, n_groups=" + std::to_string(cfg_.n_groups) +
-                                "] and hold top_k experts, got " + std::to_string(cfg_.topk_groups));
-  if (cfg_.topk_before_softmax && cfg_.score != "softmax")
-    throw std::invalid_argument("router topk_before_softmax needs score 'softmax', got '" + cfg_.score + "'");
-}
+Router::Router(RouterConfig cfg) : cfg_(std::move(cfg)) { validate_router_config(cfg_); }
 
 Router::~Router() = default;
 
@@ -157,6 +121,11 @@ void set_learned_aux(RoutingDecision& decision, const at::Tensor& logits, const 
   decision.aux_loss = balance.mul(cfg.balance_coef).add(z.mul(cfg.z_loss_coef));
   decision.aux_terms["balance"] = balance.item<double>();
   decision.aux_terms["z_loss"] = z.item<double>();
+}
+
+at::Tensor combine_weights(const at::Tensor& top, const RouterConfig& cfg) {
+  if (!cfg.renormalize || top.size(1) < 2) return top;
+  return top.div(top.sum(1, /*keepdim=*/true));  // [n_tokens, k]
 }
 
 at::Tensor zero_aux(const at::Tensor& logits) { return at::zeros({}, logits.options()); }

@@ -14,31 +14,9 @@
 #include <string>
 #include <vector>
 
-namespace moetb {
+#include "routers/router_config.h"  // RouterConfig, its enums and validate_router_config
 
-// Plain aggregate; make_router validates it. Fields a router does not use are ignored.
-struct RouterConfig {
-  std::string name = "topk";      // registry name: see router_names() / `moetb routers`
-  int64_t n_experts = 8;          // E, the width of the logits
-  int64_t top_k = 2;              // slots per token, 1 <= top_k <= E
-  std::string score = "softmax";  // topk/oracle selection score: "softmax" or "sigmoid" (topk only)
-  bool renormalize = true;        // selected weights rescaled to sum to 1 per token
-  double balance_coef = 0.01;     // Switch load-balancing loss weight (arXiv 2101.03961)
-  double z_loss_coef = 0.0;       // ST-MoE router z-loss weight (arXiv 2202.08906)
-  uint64_t seed = 0;              // hash table and random-router stream
-  std::vector<std::vector<int>> domain_groups;  // oracle: experts allowed per domain id
-  // Token-choice options (topk; docs/routers.md has the formulas).
-  std::string balance_scope = "micro_batch";  // Switch-loss scope: micro_batch, sequence, global_batch
-  double seq_aux_coef = 0.0;       // extra sequence-wise balance loss (DeepSeek-V3), 0 = off
-  double bias_update_rate = 0.0;   // u of the aux-loss-free bias (DeepSeek-V3), 0 = off
-  int64_t n_groups = 1;            // group-limited routing: experts in n_groups groups (1 = off)
-  int64_t topk_groups = 1;         // ... each token restricted to its best topk_groups groups
-  double jitter = 0.0;             // training: logits * U(1-jitter, 1+jitter) (Switch), 0 = off
-  bool topk_before_softmax = false;  // select on logits, softmax over the selected k (softmax score)
-  // Capacity (MoE layer, routers/capacity.h) and expert choice's C.
-  double capacity_factor = 0.0;    // 0 = dropless; expert_choice: 0 means top_k (compute parity)
-  std::string drop_policy = "probability";  // over capacity, keep: "probability" or "position"
-};
+namespace moetb {
 
 // What some routers need and others ignore. Every defined tensor must be [n_tokens] int64.
 struct RouteContext {
@@ -66,7 +44,7 @@ struct RoutingDecision {
 //   loss = task_loss + d.aux_loss;  ...  router->end_step();   // after the optimizer step
 class Router {
  public:
-  explicit Router(RouterConfig cfg);  // throws std::invalid_argument on a bad config
+  explicit Router(RouterConfig cfg);  // validate_router_config: std::invalid_argument on a bad config
   virtual ~Router();
   Router(const Router&) = delete;
   Router& operator=(const Router&) = delete;
@@ -97,7 +75,6 @@ class Router {
 // Explicit registry (routers/registry.cpp). Throws std::invalid_argument:
 // "unknown router 'x' (known: topk, oracle, ...)".
 std::unique_ptr<Router> make_router(const RouterConfig& cfg);
-std::vector<std::string> router_names();
 
 // For `moetb routers`: every router (and the topk options) with a one-line description
 // and its reference.
@@ -107,5 +84,16 @@ struct RouterInfo {
   std::string reference;    // "arXiv 2101.03961" or "" (moetb's own)
 };
 std::vector<RouterInfo> router_catalog();
+
+// For `moetb routers`: the balancing methods of the MoE Routing Testbed (arXiv 2604.07030)
+// and the scopes each supports (docs/routers.md explains each, and why global_batch is the
+// step only at train.accum_steps = 1 for sinkhorn and balanced).
+struct ScopeInfo {
+  std::string method;               // "LBL (topk, router.balance_coef > 0)"
+  std::string key;                  // "router.balance_scope"
+  std::vector<std::string> scopes;  // supported values, e.g. {"sequence", "micro_batch", "global_batch"}
+  std::string note;                 // one line: what the scope means for this method
+};
+std::vector<ScopeInfo> balancing_scopes();
 
 }  // namespace moetb

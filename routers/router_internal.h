@@ -18,6 +18,12 @@ std::unique_ptr<Router> make_hash_router(const RouterConfig& cfg);
 std::unique_ptr<Router> make_random_router(const RouterConfig& cfg);
 std::unique_ptr<Router> make_expert_choice_router(const RouterConfig& cfg);
 std::unique_ptr<Router> make_sinkhorn_router(const RouterConfig& cfg);
+std::unique_ptr<Router> make_balanced_router(const RouterConfig& cfg);
+
+// The exact balanced assignment of logits ([n, E]) with k experts per token and every expert
+// at its share (balanced_capacities): [n, k] int64 on the logits' device, each row by
+// descending logit (balanced_router.cpp).
+at::Tensor balanced_selection(const at::Tensor& logits, int64_t k);
 
 // Expert choice's per-expert capacity C = min(n_tokens, ceil(c * n_tokens / E)),
 // c = cfg.capacity_factor, or cfg.top_k when that is 0 (expert_choice_router.cpp).
@@ -35,6 +41,22 @@ at::Tensor router_z_loss(const at::Tensor& logits);
 // aux_terms "balance" and "z_loss". probs: [n_tokens, n_experts] (P_e of the balance loss).
 void set_learned_aux(RoutingDecision& decision, const at::Tensor& logits, const at::Tensor& probs,
                      const RouterConfig& cfg);
+
+// The combine weights of the selected scores top ([n_tokens, k]): divided by their row sum
+// when cfg.renormalize and k > 1. At k = 1 the weight stays the score (Switch Transformer):
+// a renormalised single weight is the constant 1 and the router would get no task gradient.
+at::Tensor combine_weights(const at::Tensor& top, const RouterConfig& cfg);
+
+// Sinkhorn in the log domain, float64, on one block of m tokens: scales exp(log_scores)
+// ([m, E]) so that every row sums to 1 and every column to m/E; rows are exact, columns
+// within `tol` (relative) or after `max_iters` iterations. Returns the balanced log matrix
+// ([m, E] double), the residual max_e |col_e * E / m - 1| and the iterations run.
+struct SinkhornResult {
+  at::Tensor log_plan;   // [m, E] double
+  double residual = 0.0;
+  int64_t iterations = 0;
+};
+SinkhornResult sinkhorn_balance(const at::Tensor& log_scores, double tol, int64_t max_iters);
 
 // For routers without aux losses: aux_loss = 0 in the logits' dtype and device.
 at::Tensor zero_aux(const at::Tensor& logits);

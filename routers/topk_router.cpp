@@ -12,6 +12,7 @@
 #include <ATen/ops/topk.h>
 #include <ATen/ops/zeros.h>
 
+#include <algorithm>
 #include <limits>
 #include <memory>
 #include <stdexcept>
@@ -33,39 +34,53 @@ constexpr uint64_t kJitterSalt = 0x4a49545445524e53ull;  // separates the jitter
 class TopkRouter final : public Router {
  public:
   explicit TopkRouter(const RouterConfig& cfg)
-      : Router(cfg), step_(cfg.n_experts), bias_(static_cast<std::size_t>(cfg.n_experts), 0.0),
+      : Router(cfg), step_(cfg.n_experts), votes_(cfg.n_experts), bias_(static_cast<std::size_t>(cfg.n_experts), 0.0),
         rng_(mix_seed({cfg.seed, kJitterSalt})) {}
   std::string name() const override { return "topk"; }
-  bool needs_sequence_ids() const override { return cfg_.balance_scope == "sequence" || cfg_.seq_aux_coef > 0.0; }
+  bool needs_sequence_ids() const override {
+    return cfg_.balance_scope == BalanceScope::kSequence || cfg_.seq_aux_coef > 0.0 ||
+           (cfg_.bias_update_rate > 0.0 && cfg_.bias_scope == BalanceScope::kSequence);
+  }
 
   void end_step() override {
-    update_balance_bias(bias_, step_.counts(), cfg_.bias_update_rate);
+    if (cfg_.bias_scope == BalanceScope::kGlobalBatch) update_balance_bias(bias_, step_.counts(), cfg_.bias_update_rate);
+    else votes_.apply(bias_, cfg_.bias_update_rate);
     step_.reset();
   }
-  // [bias (E doubles), step counts (E doubles), jitter RNG (4 words)]; empty = fresh.
+  // [bias (E doubles), step counts (E doubles), jitter RNG (4 words)], then for the sequence
+  // and micro-batch bias scopes [votes (E doubles), blocks (1 double)]; empty = fresh.
   std::vector<uint64_t> save_state() const override {
     std::vector<uint64_t> out;
     append_doubles(out, bias_);
     append_doubles(out, step_.counts());
     for (uint64_t w : rng_.state()) out.push_back(w);
+    if (cfg_.bias_scope != BalanceScope::kGlobalBatch) {
+      append_doubles(out, votes_.votes());
+      append_doubles(out, {votes_.blocks()});
+    }
     return out;
   }
   void load_state(const std::vector<uint64_t>& s) override {
     const auto e = static_cast<std::size_t>(cfg_.n_experts);
     if (s.empty()) return;  // a checkpoint from before the router had state
-    if (s.size() != 2 * e + 4)
-      throw std::invalid_argument("topk router: a saved state has " + std::to_string(2 * e + 4) + " words, got " +
+    const std::size_t want = cfg_.bias_scope == BalanceScope::kGlobalBatch ? 2 * e + 4 : 3 * e + 5;
+    if (s.size() != want)
+      throw std::invalid_argument("topk router: a saved state has " + std::to_string(want) + " words, got " +
                                   std::to_string(s.size()));
     bias_ = read_doubles(s, 0, e);
     step_.mutable_counts() = read_doubles(s, e, e);
     rng_.set_state({s[2 * e], s[2 * e + 1], s[2 * e + 2], s[2 * e + 3]});
+    if (want > 2 * e + 4) {
+      votes_.votes() = read_doubles(s, 2 * e + 4, e);
+      votes_.blocks() = read_doubles(s, 3 * e + 4, 1)[0];
+    }
   }
 
  protected:
   RoutingDecision do_route(const at::Tensor& logits_in, const RouteContext& ctx) override {
     const at::Tensor logits = ctx.training && cfg_.jitter > 0.0 ? jittered(logits_in) : logits_in;  // [n_tokens, E]
     const at::Tensor probs = at::softmax(logits, 1);                                                 // [n_tokens, E]
-    const at::Tensor scores = cfg_.score == "sigmoid" ? at::sigmoid(logits) : probs;                 // [n_tokens, E]
+    const at::Tensor scores = cfg_.score == Score::kSigmoid ? at::sigmoid(logits) : probs;                 // [n_tokens, E]
     at::Tensor select = scores.detach();  // [n_tokens, E]: selection only, never the weights
     if (cfg_.bias_update_rate > 0.0)
       select = select.add(at::from_blob(bias_.data(), {cfg_.n_experts}, at::kDouble).to(select.options()));
@@ -77,10 +92,12 @@ class TopkRouter final : public Router {
       d.weights = at::softmax(logits.gather(1, top_ids), 1);  // softmax over the k selected logits
     } else {
       const at::Tensor top_scores = scores.gather(1, top_ids);  // [n_tokens, k]
-      d.weights = cfg_.renormalize ? top_scores.div(top_scores.sum(1, /*keepdim=*/true)) : top_scores;
+      d.weights = combine_weights(top_scores, cfg_);  // at top-1: the score itself (Switch)
     }
     d.probs = probs;
     if (ctx.training) step_.add(top_ids);
+    if (ctx.training && cfg_.bias_update_rate > 0.0 && cfg_.bias_scope != BalanceScope::kGlobalBatch)
+      votes_.add(top_ids, cfg_.bias_scope == BalanceScope::kSequence ? ctx.sequence_ids : at::Tensor());
     const at::Tensor balance = scoped_balance_loss(cfg_, probs, top_ids, ctx, step_);  // []
     const at::Tensor z = router_z_loss(logits);                                        // []
     d.aux_loss = balance.mul(cfg_.balance_coef).add(z.mul(cfg_.z_loss_coef));
@@ -103,18 +120,23 @@ class TopkRouter final : public Router {
     return logits.mul(at::from_blob(noise.data(), logits.sizes(), at::kDouble).to(logits.options(), false, /*copy=*/true));
   }
 
-  // DeepSeek-V2 device/group-limited routing: a group's score is its best expert's score;
+  // Group-limited routing: a group's score is its best expert's (DeepSeek-V2) or the sum of
+  // its two best (DeepSeek-V3, GLM-4.5, Megatron-LM), on the (biased) selection scores;
   // experts outside each token's topk_groups best groups are set to -inf. select: [n, E].
   at::Tensor limit_to_groups(const at::Tensor& select) const {
     const int64_t n = select.size(0), g = cfg_.n_groups, size = cfg_.n_experts / g;
-    const at::Tensor grouped = select.view({n, g, size});                                        // [n, G, E/G]
-    const at::Tensor best = std::get<1>(at::topk(std::get<0>(grouped.max(2)), cfg_.topk_groups, 1));  // [n, topk_groups]
+    const at::Tensor grouped = select.view({n, g, size});  // [n, G, E/G]
+    const at::Tensor group_scores = resolved_group_score(cfg_) == GroupScore::kTop2Sum
+                                        ? std::get<0>(at::topk(grouped, std::min<int64_t>(2, size), 2)).sum(2)
+                                        : std::get<0>(grouped.max(2));                                    // [n, G]
+    const at::Tensor best = std::get<1>(at::topk(group_scores, cfg_.topk_groups, 1));  // [n, topk_groups]
     const at::Tensor keep = at::zeros({n, g}, select.options().dtype(at::kBool)).scatter(1, best, true);             // [n, G]
     return grouped.masked_fill(keep.logical_not().unsqueeze(2), -std::numeric_limits<double>::infinity())
         .view({n, cfg_.n_experts});
   }
 
   StepLoad step_;
+  BiasVotes votes_;  // sequence / micro-batch bias scopes
   std::vector<double> bias_;  // [E], added to the scores for selection only
   Rng rng_;
 };

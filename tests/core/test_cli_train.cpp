@@ -72,7 +72,9 @@ TEST_CASE("cli: a tiny moetb train run end to end, then moetb runs", "[cli]") {
   CHECK(run_moetb(cli, "metrics run/traces/step-000002.safetensors --json").rc == 0);
   const Run listing = run_moetb(cli, "routers");
   CHECK(listing.rc == 0);
-  for (const char* name : {"topk", "oracle", "hash", "random", "expert_choice", "sinkhorn"}) CHECK(ttu::contains(listing.out, name));
+  for (const char* name : {"topk", "oracle", "hash", "random", "expert_choice", "sinkhorn", "balanced"}) CHECK(ttu::contains(listing.out, name));
+  for (const char* scope : {"balancing scopes", "router.bias_scope", "router.assign_scope", "global_batch"})
+    CHECK(ttu::contains(listing.out, scope));
 }
 
 TEST_CASE("cli: bad train inputs fail in one line and leave no run directory", "[cli]") {

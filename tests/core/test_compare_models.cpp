@@ -106,7 +106,8 @@ TEST_CASE("compare: planted models of different specialization differ on RS, the
   CHECK(std::find(c["differs"].begin(), c["differs"].end(), "rs") != c["differs"].end());
   // The load profile is the same (uniform) for both: no verdict there may claim a difference.
   CHECK(c["summary"]["load.entropy"]["verdict"] == "same");
-  CHECK(c["notes"].empty());
+  CHECK(c["notes"].size() == 1);  // only the one-pair note
+  CHECK(c["notes"][0].get<std::string>() == moetb::kOnePairNote);
 
   const json same = compare_traces(strong, strong);
   CHECK(same["differs"].empty());
@@ -141,7 +142,7 @@ TEST_CASE("compare: a tolerance above every difference makes everything the same
   CHECK(no_se["criterion"]["blocks"] == 0);
   CHECK(no_se["summary"]["rs"]["se_delta"].is_null());
   CHECK(no_se["summary"]["rs"]["threshold"].get<double>() == 0.01);
-  CHECK(no_se["notes"].size() == 1);
+  CHECK(no_se["notes"].size() == 2);  // no jackknife, and the one-pair note
   // Without verdicts the document keeps the plain shape.
   CHECK(moetb::compare_json(ma, mb, {})["summary"]["rs"].size() == 3);
 }
@@ -156,7 +157,7 @@ TEST_CASE("compare: models with different layer, expert and top-k counts compare
   CHECK(c["saturation"].empty());
   CHECK(c["a"]["layers"] == 4);
   CHECK(c["b"]["layers"] == 2);
-  CHECK(c["notes"].size() == 2);  // layers averaged, top-k
+  CHECK(c["notes"].size() == 3);  // layers averaged, top-k, the one-pair note
   // Same alpha on the same text: the normalised specialization metrics agree.
   for (const char* key : {"rs", "di"}) {
     INFO(key);

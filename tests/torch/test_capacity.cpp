@@ -21,7 +21,7 @@ namespace {
 
 constexpr int64_t kTokens = 96, kE = 6, kK = 2;
 
-MoEConfig capacity_config(double factor, const std::string& policy) {
+MoEConfig capacity_config(double factor, DropPolicy policy) {
   MoEConfig cfg;
   cfg.d_model = 16;
   cfg.d_ff = 8;
@@ -39,9 +39,9 @@ TEST_CASE("capacity: no expert exceeds C, the policy decides who stays, dropless
   CHECK(expert_capacity(kTokens, kK, kE, 1.0) == 32);
   CHECK(expert_capacity(kTokens, kK, kE, 0.7) == 23);  // ceil(22.4)
   const at::Tensor x = moetb_test::seeded_randn({kTokens, 16}, 9);
-  for (const char* policy : {"probability", "position"}) {
+  for (const DropPolicy policy : {DropPolicy::kProbability, DropPolicy::kPosition}) {
     for (double factor : {0.0, 0.5, 1.0}) {
-      INFO(policy << " factor " << factor);
+      INFO(enum_name(policy) << " factor " << factor);
       at::manual_seed(4);
       MoEFeedForward layer(capacity_config(factor, policy));
       // The router's own decision, before the capacity limit (topk is stateless in what it picks).
@@ -81,11 +81,36 @@ TEST_CASE("capacity: no expert exceeds C, the policy decides who stays, dropless
             first_dropped = std::min(first_dropped, t);
           }
         }
-        if (std::string(policy) == "probability") CHECK(min_kept_w >= max_dropped_w);
+        if (policy == DropPolicy::kProbability) CHECK(min_kept_w >= max_dropped_w);
         else CHECK(last_kept < first_dropped);
       }
     }
   }
-  MoEConfig bad = capacity_config(1.0, "random");
-  CHECK_THROWS_WITH(MoEFeedForward(bad), Catch::Contains("drop_policy"));
+  CHECK_THROWS_WITH(parse_enum<DropPolicy>("random"), "'random' is not one of: probability, position");
+}
+
+TEST_CASE("capacity at top-1: the probability policy keeps the most probable tokens, not the first ones", "[models]") {
+  // With renormalised top-1 weights (all exactly 1) 'probability' silently became 'position'.
+  const at::Tensor x = moetb_test::seeded_randn({kTokens, 16}, 10);
+  std::vector<std::vector<int64_t>> kept;
+  for (const DropPolicy policy : {DropPolicy::kProbability, DropPolicy::kPosition}) {
+    MoEConfig cfg = capacity_config(0.5, policy);
+    cfg.top_k = 1;
+    at::manual_seed(4);
+    MoEFeedForward layer(cfg);
+    const RoutingDecision raw = layer->router().route(at::mm(x, layer->router_weight.t()), RouteContext{});
+    const RoutingDecision d = layer->route(x, RouteContext{});
+    const auto before = moetb_test::to_longs(raw.experts), after = moetb_test::to_longs(d.experts);
+    const auto w = moetb_test::to_doubles(raw.weights);
+    kept.push_back(after);
+    for (int64_t e = 0; e < kE; ++e) {
+      double min_kept = 2, max_dropped = -1;
+      for (std::size_t t = 0; t < before.size(); ++t) {
+        if (before[t] != e) continue;
+        (after[t] == e ? min_kept : max_dropped) = after[t] == e ? std::min(min_kept, w[t]) : std::max(max_dropped, w[t]);
+      }
+      if (policy == DropPolicy::kProbability) CHECK(min_kept >= max_dropped);
+    }
+  }
+  CHECK(kept[0] != kept[1]);
 }

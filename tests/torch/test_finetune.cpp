@@ -186,7 +186,7 @@ TEST_CASE("knockout on the oracle router: removing an expert of domain d's group
   w.dir = (dir.path / "data").string();
   write_synthetic_dataset(SyntheticCorpus(c), w);
   TrainConfig cfg = tiny_config(w.dir);
-  cfg.router = "oracle";
+  cfg.router.name = "oracle";
   cfg.n_experts = 6;  // groups of 2 per domain
   const fs::path run = train_tiny(dir, cfg, "oracle");
   LoadedRun loaded = load_run(run.string());

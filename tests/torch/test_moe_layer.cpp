@@ -99,7 +99,7 @@ TEST_CASE("sorted dispatch equals the dense reference, forward and backward", "[
     SECTION("topk k=2 " + type) { check_against_dense(small_config("topk", 2), dtype, RouteContext{}); }
     SECTION("topk k=2 sigmoid " + type) {
       MoEConfig cfg = small_config("topk", 2);
-      cfg.router.score = "sigmoid";
+      cfg.router.score = Score::kSigmoid;
       check_against_dense(cfg, dtype, RouteContext{});
     }
     SECTION("topk k=2 + 2 shared experts " + type) {
@@ -114,8 +114,8 @@ TEST_CASE("sorted dispatch equals the dense reference, forward and backward", "[
     SECTION("hash k=2: no router gradient " + type) {
       check_against_dense(small_config("hash", 2), dtype, domain_context(3), /*router_learns=*/false);
     }
-    for (const char* policy : {"probability", "position"}) {
-      SECTION(std::string("topk k=2, capacity factor 0.5, drop by ") + policy + " " + type) {
+    for (const DropPolicy policy : {DropPolicy::kProbability, DropPolicy::kPosition}) {
+      SECTION("topk k=2, capacity factor 0.5, drop by " + enum_name(policy) + " " + type) {
         MoEConfig cfg = small_config("topk", 2);
         cfg.router.capacity_factor = 0.5;  // C = ceil(0.5 * 40 * 2 / 6) = 7: about half is dropped
         cfg.router.drop_policy = policy;
@@ -169,7 +169,7 @@ TEST_CASE("MoE layer rejects bad inputs and configs", "[models]") {
   cfg.d_model = 0;
   CHECK_THROWS_WITH(MoEFeedForward(cfg), "MoE d_model must be >= 1, got 0");
   cfg = small_config("topk", 7);
-  CHECK_THROWS_WITH(MoEFeedForward(cfg), "router top_k must lie in [1, n_experts=6], got 7");
+  CHECK_THROWS_WITH(MoEFeedForward(cfg), "moe.top_k: must be in [1, n_experts=6], got 7");
   cfg = small_config("nope", 2);
   CHECK_THROWS_WITH(MoEFeedForward(cfg), Contains("unknown router 'nope'"));
   cfg = small_config("topk", 2, -1);

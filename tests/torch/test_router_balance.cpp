@@ -32,7 +32,7 @@ RouterConfig topk_cfg(const std::string& scope, int64_t k = 1, double coef = 0.0
   cfg.top_k = k;
   cfg.balance_coef = coef;
   cfg.z_loss_coef = 0.0;
-  cfg.balance_scope = scope;
+  cfg.balance_scope = parse_enum<BalanceScope>(scope);
   return cfg;
 }
 

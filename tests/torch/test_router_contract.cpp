@@ -59,7 +59,7 @@ std::string invalid_argument_message(F&& f) {
 
 TEST_CASE("every registered router keeps the routing contract", "[routers]") {
   REQUIRE(router_names() ==
-          std::vector<std::string>{"topk", "oracle", "hash", "random", "expert_choice", "sinkhorn"});
+          std::vector<std::string>{"topk", "oracle", "hash", "random", "expert_choice", "sinkhorn", "balanced"});
   for (const std::string& name : router_names()) {
     for (int64_t top_k : {int64_t{1}, int64_t{2}, int64_t{4}}) {  // 4 > group size 3: oracle pads
       for (at::ScalarType dtype : {at::kFloat, at::kDouble}) {
@@ -80,7 +80,7 @@ TEST_CASE("every registered router keeps the routing contract", "[routers]") {
           REQUIRE(d.probs.sizes() == at::IntArrayRef({n_tokens, kExperts}));
           REQUIRE(d.aux_loss.dim() == 0);
           REQUIRE(std::isfinite(d.aux_loss.item<double>()));
-          const bool learns = name == "topk" || name == "oracle" || name == "expert_choice" || name == "sinkhorn";
+          const bool learns = name == "topk" || name == "oracle" || name == "expert_choice" || name == "sinkhorn" || name == "balanced";
           CHECK(d.weights.requires_grad() == learns);
 
           const auto experts = moetb_test::to_longs(d.experts);
@@ -106,6 +106,9 @@ TEST_CASE("every registered router keeps the routing contract", "[routers]") {
             }
             if (expert_choice) {
               CHECK(weight_sum <= 1.0 + tol);
+            } else if (learns && top_k == 1) {  // Switch: the weight is the probability itself
+              REQUIRE(seen.size() == 1);
+              CHECK(std::abs(weight_sum - probs[static_cast<std::size_t>(t * kExperts + *seen.begin())]) < tol);
             } else {
               REQUIRE_FALSE(seen.empty());
               CHECK(std::abs(weight_sum - 1.0) < tol);
@@ -129,6 +132,39 @@ TEST_CASE("every registered router keeps the routing contract", "[routers]") {
       }
     }
   }
+}
+
+TEST_CASE("every learned router gets a task gradient at top-1 (the weight is not the constant 1)", "[routers]") {
+  // Renormalising one weight gives exactly 1: d(loss)/d(logits) would be 0 apart from the aux
+  // losses (issue 18). Switch Transformer keeps the probability as the weight at top-1.
+  std::vector<std::string> learned;
+  for (const std::string& name : router_names()) {
+    for (Score score : {Score::kSoftmax, Score::kSigmoid}) {
+      RouterConfig cfg = contract_config(name, 1);
+      cfg.score = score;
+      cfg.balance_coef = 0;  // only the task path counts
+      cfg.z_loss_coef = 0;
+      if (score == Score::kSigmoid && name != "topk") continue;  // sigmoid is a topk option
+      INFO(name << " " << enum_name(score));
+      auto router = make_router(cfg);
+      const int64_t n_tokens = 64;
+      const at::Tensor logits = moetb_test::seeded_randn({n_tokens, kExperts}, 5, at::kDouble).requires_grad_();
+      const RoutingDecision d = router->route(logits, full_context(n_tokens, 9));
+      if (!d.weights.requires_grad()) continue;  // hash, random: nothing to learn
+      learned.push_back(name + "/" + enum_name(score));
+      // A stand-in task loss: each token's expert output times a random coefficient.
+      const at::Tensor c = moetb_test::seeded_randn({n_tokens, router->n_slots()}, 6, at::kDouble);
+      d.weights.mul(c).sum().backward();
+      REQUIRE(logits.grad().defined());
+      const double norm = logits.grad().norm().item<double>();
+      CHECK(norm > 0.1);  // 7.5e-16 with renormalised top-1 weights
+    }
+  }
+  CHECK(learned == std::vector<std::string>{"topk/softmax", "topk/sigmoid", "oracle/softmax", "expert_choice/softmax",
+                                            "sinkhorn/softmax", "balanced/softmax"});
+  RouterConfig cfg = contract_config("topk", 1);
+  cfg.topk_before_softmax = true;  // the softmax over one logit is 1: refused
+  CHECK_THAT(invalid_argument_message([&] { make_router(cfg); }), Contains("router.topk_before_softmax: at moe.top_k = 1"));
 }
 
 TEST_CASE("every router accepts an empty micro-batch", "[routers]") {
@@ -181,36 +217,35 @@ TEST_CASE("routers name the missing context field", "[routers]") {
 TEST_CASE("make_router rejects unknown names and bad configs", "[routers]") {
   RouterConfig cfg = contract_config("nope", 2);
   CHECK_THAT(invalid_argument_message([&] { make_router(cfg); }),
-             Equals("unknown router 'nope' (known: topk, oracle, hash, random, expert_choice, sinkhorn)"));
+             Equals("unknown router 'nope' (known: topk, oracle, hash, random, expert_choice, sinkhorn, balanced)"));
   cfg = contract_config("topk", 0);
   CHECK_THAT(invalid_argument_message([&] { make_router(cfg); }),
-             Equals("router top_k must lie in [1, n_experts=8], got 0"));
+             Equals("moe.top_k: must be in [1, n_experts=8], got 0"));
   cfg = contract_config("topk", 9);
   CHECK_THAT(invalid_argument_message([&] { make_router(cfg); }), Contains("got 9"));
   cfg = contract_config("topk", 2);
   cfg.n_experts = 0;
-  CHECK_THAT(invalid_argument_message([&] { make_router(cfg); }), Equals("router n_experts must be >= 1, got 0"));
+  CHECK_THAT(invalid_argument_message([&] { make_router(cfg); }), Equals("moe.n_experts: must be >= 1, got 0"));
   cfg = contract_config("topk", 2);
-  cfg.score = "relu";
-  CHECK_THAT(invalid_argument_message([&] { make_router(cfg); }),
-             Equals("router score must be 'softmax' or 'sigmoid', got 'relu'"));
+  CHECK_THAT(invalid_argument_message([&] { parse_enum<Score>("relu"); }), Equals("'relu' is not one of: softmax, sigmoid"));
+  CHECK(parse_enum<Score>("sigmoid") == Score::kSigmoid);
+  CHECK(enum_name(DropPolicy::kPosition) == "position");
   cfg = contract_config("topk", 2);
   cfg.balance_coef = -1;
-  CHECK_THAT(invalid_argument_message([&] { make_router(cfg); }), Contains("balance_coef must be finite and >= 0"));
+  CHECK_THAT(invalid_argument_message([&] { make_router(cfg); }), Equals("router.balance_coef: must be finite and >= 0, got -1"));
   cfg = contract_config("topk", 2);
   cfg.z_loss_coef = std::nan("");
-  CHECK_THAT(invalid_argument_message([&] { make_router(cfg); }), Contains("z_loss_coef must be finite and >= 0"));
+  CHECK_THAT(invalid_argument_message([&] { make_router(cfg); }), Contains("router.z_loss_coef: must be finite and >= 0"));
   cfg = contract_config("topk", 2);
-  cfg.balance_scope = "batch";
-  CHECK_THAT(invalid_argument_message([&] { make_router(cfg); }),
-             Equals("router balance_scope must be 'micro_batch', 'sequence' or 'global_batch', got 'batch'"));
+  CHECK_THAT(invalid_argument_message([&] { parse_enum<BalanceScope>("batch"); }),
+             Equals("'batch' is not one of: sequence, micro_batch, global_batch"));
   cfg = contract_config("topk", 2);
   cfg.n_groups = 3;
-  CHECK_THAT(invalid_argument_message([&] { make_router(cfg); }), Contains("n_groups must be >= 1 and divide n_experts=8"));
+  CHECK_THAT(invalid_argument_message([&] { make_router(cfg); }), Contains("router.n_groups: must be >= 1 and divide n_experts=8"));
   cfg = contract_config("topk", 2);
   cfg.capacity_factor = -0.5;
-  CHECK_THAT(invalid_argument_message([&] { make_router(cfg); }), Contains("capacity_factor must be finite and >= 0"));
+  CHECK_THAT(invalid_argument_message([&] { make_router(cfg); }), Contains("router.capacity_factor: must be finite and >= 0"));
   cfg = contract_config("topk", 2);
   cfg.jitter = 1.0;
-  CHECK_THAT(invalid_argument_message([&] { make_router(cfg); }), Equals("router jitter must be < 1, got 1.000000"));
+  CHECK_THAT(invalid_argument_message([&] { make_router(cfg); }), Equals("router.jitter: must be in [0, 1), got 1"));
 }

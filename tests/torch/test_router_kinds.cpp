@@ -92,6 +92,7 @@ TEST_CASE("oracle router pads past the group size with -1 and weight 0", "[route
   RouterConfig cfg = make_cfg("oracle", 6, 4);
   cfg.domain_groups = {{0, 1}, {2, 3, 4}, {5}};
   cfg.balance_coef = 0;
+  cfg.z_loss_coef = 0;
   const int64_t n_tokens = 9;
   RouteContext ctx;
   ctx.domain_ids = at::arange(n_tokens, at::kLong).remainder(3);
@@ -138,8 +139,8 @@ TEST_CASE("oracle router rejects bad domain ids and groups", "[routers]") {
   cfg.domain_groups = {{0, 1, 0}};
   CHECK_THROWS_WITH(make_router(cfg), "oracle router: domain_groups[0] lists expert 0 twice");
   cfg.domain_groups = {{0, 1}};
-  cfg.score = "sigmoid";
-  CHECK_THROWS_WITH(make_router(cfg), Contains("softmax' only"));
+  cfg.score = Score::kSigmoid;
+  CHECK_THROWS_WITH(make_router(cfg), Contains("router.score: the oracle router supports softmax only"));
 }
 
 TEST_CASE("hash router is a fixed function of the token id", "[routers]") {

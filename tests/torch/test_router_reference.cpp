@@ -22,7 +22,7 @@ RouterConfig topk_config(int64_t n_experts, int64_t top_k, const std::string& sc
   cfg.name = "topk";
   cfg.n_experts = n_experts;
   cfg.top_k = top_k;
-  cfg.score = score;
+  cfg.score = parse_enum<Score>(score);
   cfg.renormalize = renormalize;
   cfg.balance_coef = 0.01;
   cfg.z_loss_coef = 0.003;
@@ -33,7 +33,7 @@ RouterConfig topk_config(int64_t n_experts, int64_t top_k, const std::string& sc
 double reference_objective(const std::vector<double>& logits, const std::vector<double>& c, const RouterConfig& cfg,
                            int64_t n_tokens) {
   const ReferenceRouting r =
-      topk_select_reference(logits.data(), n_tokens, cfg.n_experts, cfg.top_k, cfg.score, cfg.renormalize);
+      topk_select_reference(logits.data(), n_tokens, cfg.n_experts, cfg.top_k, enum_name(cfg.score), cfg.renormalize);
   double value = 0;
   for (std::size_t i = 0; i < c.size(); ++i) value += c[i] * r.weights[i];
   value += cfg.balance_coef * switch_balance_loss_reference(r.experts, r.probs, n_tokens, cfg.n_experts, cfg.top_k);

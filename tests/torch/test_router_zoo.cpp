@@ -160,6 +160,6 @@ TEST_CASE("jitter is seeded and training-only; top-k before softmax equals renor
   RouterConfig raw = cfg_of("topk", 8, 2);
   raw.renormalize = false;
   CHECK(moetb_test::max_abs_diff(make_router(raw)->route(logits, RouteContext{}).weights, d1.weights) > 1e-2);
-  before.score = "sigmoid";
+  before.score = Score::kSigmoid;
   CHECK_THROWS_WITH(make_router(before), Catch::Contains("topk_before_softmax"));
 }

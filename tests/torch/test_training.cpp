@@ -118,7 +118,7 @@ TEST_CASE("--resume ends with exactly the weights of an uninterrupted run", "[tr
   const std::string data = tiny_dataset(dir);
   for (const char* router : {"topk", "random"}) {
     TrainConfig cfg = tiny_config(data);
-    cfg.router = router;
+    cfg.router.name = router;
     const fs::path whole = dir.path / (std::string("whole-") + router), split = dir.path / (std::string("split-") + router);
     train_model(cfg, quiet_options(whole));
     TrainOptions first = quiet_options(split);
@@ -175,12 +175,12 @@ TEST_CASE("bad training configs are one-line errors naming the key", "[training]
   cfg.top_k = 9;
   CHECK_THROWS_WITH(train_model(cfg, quiet_options(dir.path / "r1")), Catch::Contains("moe.top_k"));
   cfg = tiny_config(data);
-  cfg.router = "nope";
+  cfg.router.name = "nope";
   CHECK_THROWS_WITH(train_model(cfg, quiet_options(dir.path / "r2")), Catch::Contains("router.name"));
   cfg = tiny_config(data);
   cfg.n_experts = 2;  // 3 domains need 3 experts for the oracle's groups
   cfg.top_k = 1;
-  cfg.router = "oracle";
+  cfg.router.name = "oracle";
   CHECK_THROWS_WITH(train_model(cfg, quiet_options(dir.path / "r3")), Catch::Contains("oracle"));
   cfg = tiny_config(data);
   cfg.device = "cuda";
@@ -189,4 +189,28 @@ TEST_CASE("bad training configs are one-line errors naming the key", "[training]
   bind_train_config(binder, cfg);
   CHECK_THROWS_WITH(binder.load_toml("[train]\nstepz = 3\n", "x.toml"), Catch::Contains("train.stepz"));
   CHECK_FALSE(fs::exists(dir.path / "r1"));
+}
+
+TEST_CASE("router keys bind the one RouterConfig: enums by name, one-line errors, defaults of the runs", "[training]") {
+  TrainConfig cfg;
+  CHECK(cfg.router.z_loss_coef == 0.001);  // the one default; runs have always used it
+  ConfigBinder binder;
+  bind_train_config(binder, cfg);
+  binder.load_toml("[router]\nscore = \"sigmoid\"\nbalance_scope = \"global_batch\"\ndrop_policy = \"position\"\n", "x.toml");
+  CHECK(cfg.router.score == Score::kSigmoid);
+  CHECK(cfg.router.balance_scope == BalanceScope::kGlobalBatch);
+  CHECK(cfg.router.drop_policy == DropPolicy::kPosition);
+  binder.set("router.balance_scope=sequence");
+  CHECK(cfg.router.balance_scope == BalanceScope::kSequence);
+  const std::string toml = binder.to_toml();
+  CHECK_THAT(toml, Catch::Contains("score = 'sigmoid'"));
+  CHECK_THAT(toml, Catch::Contains("balance_scope = 'sequence'"));
+  CHECK(binder.to_json()["router"]["drop_policy"] == "position");
+  CHECK_THROWS_WITH(binder.set("router.score=relu"),
+                    "--set router.score=relu: key 'router.score': 'relu' is not one of: softmax, sigmoid");
+  CHECK_THROWS_WITH(binder.load_toml("[router]\ndrop_policy = 3\n", "y.toml"),
+                    "y.toml: key 'router.drop_policy': expected a string, got an integer");
+  cfg.data_dir = "d";
+  cfg.router.jitter = 2.0;
+  CHECK_THROWS_WITH(validate_train_config(cfg), "router.jitter: must be in [0, 1), got 2");
 }

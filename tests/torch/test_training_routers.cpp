@@ -56,19 +56,30 @@ TEST_CASE("every registered router and the topk options train with a finite loss
   std::vector<std::pair<std::string, TrainConfig>> runs;
   for (const std::string& name : router_names()) {
     TrainConfig c = small_config(data);
-    c.router = name;
+    c.router.name = name;
+    if (name == "oracle") c.top_k = 1;  // 4 experts / 3 domains: groups of one (a larger top_k is refused)
     runs.push_back({name, c});
   }
   TrainConfig options = small_config(data);
-  options.balance_scope = "global_batch";
-  options.bias_update_rate = 0.01;
-  options.seq_aux_coef = 0.001;
-  options.n_groups = 2;
-  options.topk_groups = 1;
-  options.jitter = 0.01;
-  options.capacity_factor = 0.5;
-  options.drop_policy = "position";
+  options.router.balance_scope = BalanceScope::kGlobalBatch;
+  options.router.bias_update_rate = 0.01;
+  options.router.seq_aux_coef = 0.001;
+  options.router.n_groups = 2;
+  options.router.topk_groups = 1;
+  options.router.jitter = 0.01;
+  options.router.capacity_factor = 0.5;
+  options.router.drop_policy = DropPolicy::kPosition;
   runs.push_back({"topk+options", options});
+  TrainConfig eb_seq = small_config(data);  // the per-sequence scopes need the model's sequence ids
+  eb_seq.router.bias_update_rate = 0.01;
+  eb_seq.router.bias_scope = BalanceScope::kSequence;
+  runs.push_back({"topk+bias_scope=sequence", eb_seq});
+  for (const char* name : {"sinkhorn", "balanced"}) {
+    TrainConfig per_seq = small_config(data);
+    per_seq.router.name = name;
+    per_seq.router.assign_scope = BalanceScope::kSequence;
+    runs.push_back({std::string(name) + "+assign_scope=sequence", per_seq});
+  }
   for (const auto& [label, cfg] : runs) {
     INFO(label);
     const fs::path run = dir.path / label;
@@ -82,7 +93,7 @@ TEST_CASE("every registered router and the topk options train with a finite loss
       REQUIRE(j["load"].size() == 2);
       for (const auto& layer : j["load"]) {
         const double dropped = layer["dropped_fraction"].get<double>();
-        if (cfg.capacity_factor > 0) CHECK(dropped >= 0.5);  // C = half the assignments per expert on average
+        if (cfg.router.capacity_factor > 0) CHECK(dropped >= 0.5);  // C = half the assignments per expert on average
         else CHECK(dropped == 0.0);
       }
     }
@@ -95,9 +106,9 @@ TEST_CASE("the aux-loss-free bias survives --resume exactly", "[training]") {
   TrainConfig cfg = small_config(small_dataset(dir));
   cfg.steps = 4;
   cfg.eval_every = 4;
-  cfg.bias_update_rate = 0.05;
-  cfg.balance_coef = 0.0;
-  cfg.jitter = 0.05;
+  cfg.router.bias_update_rate = 0.05;
+  cfg.router.balance_coef = 0.0;
+  cfg.router.jitter = 0.05;
   train_model(cfg, quiet(dir.path / "whole"));
   TrainOptions first = quiet(dir.path / "split");
   first.stop_after = 2;

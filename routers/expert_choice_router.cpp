@@ -53,9 +53,7 @@ class ExpertChoiceRouter final : public Router {
     d.experts = order.masked_fill(taken.logical_not(), -1);
     d.weights = probs.gather(1, order).masked_fill(taken.logical_not(), 0.0);
     d.probs = probs;
-    const at::Tensor z = router_z_loss(logits);  // []
-    d.aux_loss = z.mul(cfg_.z_loss_coef);
-    d.aux_terms["z_loss"] = z.item<double>();
+    set_z_loss_aux(d, logits, cfg_);
     return d;
   }
 };

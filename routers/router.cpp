@@ -123,6 +123,12 @@ void set_learned_aux(RoutingDecision& decision, const at::Tensor& logits, const 
   decision.aux_terms["z_loss"] = z.item<double>();
 }
 
+void set_z_loss_aux(RoutingDecision& decision, const at::Tensor& logits, const RouterConfig& cfg) {
+  const at::Tensor z = router_z_loss(logits);  // []
+  decision.aux_loss = z.mul(cfg.z_loss_coef);
+  decision.aux_terms["z_loss"] = z.item<double>();
+}
+
 at::Tensor combine_weights(const at::Tensor& top, const RouterConfig& cfg) {
   if (!cfg.renormalize || top.size(1) < 2) return top;
   return top.div(top.sum(1, /*keepdim=*/true));  // [n_tokens, k]

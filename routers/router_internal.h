@@ -42,6 +42,10 @@ at::Tensor router_z_loss(const at::Tensor& logits);
 void set_learned_aux(RoutingDecision& decision, const at::Tensor& logits, const at::Tensor& probs,
                      const RouterConfig& cfg);
 
+// For routers whose balance comes from the assignment itself (expert choice, Sinkhorn,
+// balanced assignment): decision.aux_loss = z_loss_coef * z and aux_terms "z_loss".
+void set_z_loss_aux(RoutingDecision& decision, const at::Tensor& logits, const RouterConfig& cfg);
+
 // The combine weights of the selected scores top ([n_tokens, k]): divided by their row sum
 // when cfg.renormalize and k > 1. At k = 1 the weight stays the score (Switch Transformer):
 // a renormalised single weight is the constant 1 and the router would get no task gradient.

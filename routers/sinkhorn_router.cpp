@@ -79,9 +79,7 @@ class SinkhornRouter final : public Router {
     d.experts = top_ids;
     d.weights = combine_weights(probs.gather(1, top_ids), cfg_);  // at top-1: the probability itself (Switch)
     d.probs = probs;
-    const at::Tensor z = router_z_loss(logits);  // []
-    d.aux_loss = z.mul(cfg_.z_loss_coef);
-    d.aux_terms["z_loss"] = z.item<double>();
+    set_z_loss_aux(d, logits, cfg_);
     return d;
   }
 };

@@ -53,12 +53,7 @@ class BalancedRouter final : public Router {
     } else {  // the micro-batch (global_batch: the step, at accum_steps 1)
       top_ids = balanced_selection(logits, cfg_.top_k);
     }
-    RoutingDecision d;
-    d.experts = top_ids;
-    d.weights = combine_weights(probs.gather(1, top_ids), cfg_);  // at top-1: the probability itself (Switch)
-    d.probs = probs;
-    set_z_loss_aux(d, logits, cfg_);
-    return d;
+    return assigned_decision(top_ids, probs, logits, cfg_);
   }
 };
 

@@ -129,6 +129,15 @@ void set_z_loss_aux(RoutingDecision& decision, const at::Tensor& logits, const R
   decision.aux_terms["z_loss"] = z.item<double>();
 }
 
+RoutingDecision assigned_decision(const at::Tensor& top_ids, const at::Tensor& probs, const at::Tensor& logits,
+                                  const RouterConfig& cfg, RoutingDecision d) {
+  d.experts = top_ids;
+  d.weights = combine_weights(probs.gather(1, top_ids), cfg);  // at top-1: the probability itself (Switch)
+  d.probs = probs;
+  set_z_loss_aux(d, logits, cfg);
+  return d;
+}
+
 at::Tensor combine_weights(const at::Tensor& top, const RouterConfig& cfg) {
   if (!cfg.renormalize || top.size(1) < 2) return top;
   return top.div(top.sum(1, /*keepdim=*/true));  // [n_tokens, k]

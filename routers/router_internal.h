@@ -46,6 +46,11 @@ void set_learned_aux(RoutingDecision& decision, const at::Tensor& logits, const 
 // balanced assignment): decision.aux_loss = z_loss_coef * z and aux_terms "z_loss".
 void set_z_loss_aux(RoutingDecision& decision, const at::Tensor& logits, const RouterConfig& cfg);
 
+// The decision of a router that picked top_ids ([n_tokens, k] int64) by its assignment
+// (Sinkhorn, balanced): weights from probs ([n_tokens, E]) by combine_weights, z-loss only.
+RoutingDecision assigned_decision(const at::Tensor& top_ids, const at::Tensor& probs, const at::Tensor& logits,
+                                  const RouterConfig& cfg, RoutingDecision d = {});
+
 // The combine weights of the selected scores top ([n_tokens, k]): divided by their row sum
 // when cfg.renormalize and k > 1. At k = 1 the weight stays the score (Switch Transformer):
 // a renormalised single weight is the constant 1 and the router would get no task gradient.

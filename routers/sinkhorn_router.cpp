@@ -5,6 +5,7 @@
 // residual and iterations go to aux_terms); each token takes the top-k of that balanced
 // matrix (not differentiable), weighted by the plain softmax (combine_weights). Evaluation
 // (ctx.training false): plain top-k of the softmax. Aux: z-loss only.
+#include <utility>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/logsumexp.h>
 #include <ATen/ops/softmax.h>
@@ -76,11 +77,7 @@ class SinkhornRouter final : public Router {
       d.aux_terms["sinkhorn_iterations"] = static_cast<double>(s.iterations);
     }
     const at::Tensor top_ids = std::get<1>(at::topk(select, cfg_.top_k, 1, /*largest=*/true, /*sorted=*/true));  // [n, k]
-    d.experts = top_ids;
-    d.weights = combine_weights(probs.gather(1, top_ids), cfg_);  // at top-1: the probability itself (Switch)
-    d.probs = probs;
-    set_z_loss_aux(d, logits, cfg_);
-    return d;
+    return assigned_decision(top_ids, probs, logits, cfg_, std::move(d));  // d holds the Sinkhorn terms
   }
 };
 

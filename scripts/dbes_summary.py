@@ -37,6 +37,99 @@ def fmt(s, scale=1.0, digits=4, unit=""):
     return text + (f" ± {s['ci95'] * scale:.{digits}f}{unit}" if s["ci95"] is not None else "") + f" (n={s['n']})"
 
 
+def ranks(xs):
+    """average ranks (1-based), ties share their mean rank"""
+    order = sorted(range(len(xs)), key=lambda i: xs[i])
+    r = [0.0] * len(xs)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and xs[order[j + 1]] == xs[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            r[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return r
+
+
+def spearman(xs, ys):
+    """Spearman rank correlation; None with fewer than 3 points or a constant side"""
+    pairs = [(x, y) for x, y in zip(xs, ys) if x is not None and y is not None]
+    if len(pairs) < 3:
+        return None
+    rx, ry = ranks([p[0] for p in pairs]), ranks([p[1] for p in pairs])
+    mx, my = statistics.fmean(rx), statistics.fmean(ry)
+    sxy = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    sxx, syy = sum((a - mx) ** 2 for a in rx), sum((b - my) ** 2 for b in ry)
+    return sxy / math.sqrt(sxx * syy) if sxx > 0 and syy > 0 else None
+
+
+def knockout_correlations(k):
+    """correlations of one moetb-knockout/1 file: the file's own two, plus per domain
+    (does p_d(e) rank the experts by their importance for d, within each layer?) and
+    load share against the all-domain loss increase"""
+    domains = k["domains"] if isinstance(k["domains"][0], str) else [d["name"] for d in k["domains"]]
+    within = []
+    for d in domains:
+        for layer in k["layers"]:
+            within.append(spearman([e["p_d"].get(d) for e in layer["experts"]],
+                                   [e["loss_increase_bits"].get(d) for e in layer["experts"]]))
+    loads = [e["load_share"] for layer in k["layers"] for e in layer["experts"]]
+    incs = [e["loss_increase_all_bits"] for layer in k["layers"] for e in layer["experts"]]
+    return {"cell": k["correlation"]["cell"]["spearman"], "expert": k["correlation"]["expert"]["spearman"],
+            "within_domain": statistics.fmean([w for w in within if w is not None]) if any(w is not None for w in within) else None,
+            "load": spearman(loads, incs)}
+
+
+def knockout_section(out, summary):
+    """knockout/*.json (the fine-tuned topk runs) and knockout-routers/NAME/*.json"""
+    groups = {"topk (Switch loss; the fine-tuned runs)": sorted(out.glob("knockout/*.json"))}
+    for d in sorted(p for p in out.glob("knockout-routers/*") if p.is_dir()):
+        groups[d.name] = sorted(d.glob("*.json"))
+    lines = ["## knockout vs routing", "",
+             "Spearman rank correlations between routing statistics of the unablated trace and the loss increase",
+             "when one expert is removed; mean over pretraining seeds ± 95% t half-width. cell: p_d(e) against",
+             "domain d's increase over every (layer, expert, domain); within d: the same within each layer and",
+             "domain, averaged (does the routing share rank the experts for one domain?); expert: specialization",
+             "against knockout concentration; load: load share against the all-domain increase.", "",
+             "| router | cell | within d | expert | load | seeds |", "| --- | --- | --- | --- | --- | --- |"]
+    summary["knockout"] = {}
+    for name, files in groups.items():
+        cors = [knockout_correlations(k) for k in (json.loads(f.read_text()) for f in files)
+                if k.get("format") == "moetb-knockout/1"]
+        if not cors:
+            continue
+        g = {key: interval([c[key] for c in cors]) for key in ["cell", "within_domain", "expert", "load"]}
+        summary["knockout"][name] = g
+        lines.append(f"| {name} | " + " | ".join(fmt(g[key], 1, 3).replace(f" (n={g[key]['n']})", "")
+                                                   for key in ["cell", "within_domain", "expert", "load"]) + f" | {len(cors)} |")
+    return lines + [""]
+
+
+def pooled_paths_vs_random(runs, summary):
+    """paths - random and paths / full per seed, averaged over the target domains first"""
+    per_seed = defaultdict(lambda: defaultdict(list))  # arm -> seed -> [per-domain mean gain]
+    for domain, arms in runs.items():
+        for arm, seeds in arms.items():
+            for seed, rs in seeds.items():
+                per_seed[arm][seed].append(statistics.fmean(x["target"]["gain_bits"] for x in rs))
+    mean_of = {arm: {s: statistics.fmean(v) for s, v in seeds.items()} for arm, seeds in per_seed.items()}
+    if "paths" not in mean_of or "random" not in mean_of:
+        return []
+    both = [s for s in mean_of["paths"] if s in mean_of["random"]]
+    pooled = {"paths_minus_random_bits": interval([mean_of["paths"][s] - mean_of["random"][s] for s in both])}
+    lines = ["## pooled over target domains", "",
+             f"- paths - random (per seed, mean over domains): {fmt(pooled['paths_minus_random_bits'])} bits"]
+    for arm in ["paths", "random", "least", "experts"]:
+        if arm in mean_of and "full" in mean_of:
+            key = f"{arm}_share_of_full_gain"
+            pooled[key] = interval([mean_of[arm][s] / mean_of["full"][s] for s in mean_of[arm]
+                                    if s in mean_of["full"] and mean_of["full"][s] > 0])
+            lines.append(f"- {arm}: {fmt(pooled[key], 100, 1, '%')} of the full arm's gain")
+    summary["pooled"] = pooled
+    return lines + [""]
+
+
 def main(out_dir):
     out = Path(out_dir)
     runs = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))  # domain -> arm -> seed -> [results]
@@ -86,18 +179,8 @@ def main(out_dir):
             p = d["paths_minus_random"]
             lines += ["", f"paths - random (paired by seed): {fmt(p['gain_bits'])} bits; paths beats "
                       f"{100 * (p['share_of_random_draws_beaten'] or 0):.0f}% of the random draws.", ""]
-    cells, experts = [], []
-    for path in sorted(out.glob("knockout/*.json")):
-        k = json.loads(path.read_text())
-        if k.get("format") != "moetb-knockout/1":
-            continue
-        cells.append(k["correlation"]["cell"]["spearman"])
-        experts.append(k["correlation"]["expert"]["spearman"])
-    summary["knockout"] = {"cell_spearman": interval(cells), "expert_spearman": interval(experts)}
-    lines += ["## knockout vs routing", "",
-              f"- Spearman(p_d(e), loss increase) over (layer, expert, domain): {fmt(summary['knockout']['cell_spearman'], 1, 3)}",
-              f"- Spearman(specialization, knockout concentration) over experts: {fmt(summary['knockout']['expert_spearman'], 1, 3)}",
-              ""]
+    lines += pooled_paths_vs_random(runs, summary)
+    lines += knockout_section(out, summary)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "summary.md").write_text("\n".join(lines))
     print("\n".join(lines))

@@ -7,13 +7,16 @@
 # Resumable: finished pieces (eval.json, knockout JSON, finetune.json) are skipped.
 #   scripts/dbes-paths.sh OUT [--seeds N] [--draws N] [--domains "d0 d1"] [--router R]
 #       [--pretrain-steps S] [--finetune-steps S] [--tau T] [--lr LR] [--smoke] [--jobs J]
+#       [--held-out dK]
+# --held-out dK: pretraining never sees domain dK (its share is 0); the fine-tunes target dK
+# from a second dataset of the same seed holding only dK (docs/finetune.md, held-out domains).
 # --smoke: a tiny dataset and model, a few steps (proves the pipeline; numbers mean nothing).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 moetb="${MOETB:-$root/build/release/cli/moetb}"
 [ $# -ge 1 ] || { echo "usage: scripts/dbes-paths.sh OUT [options] (see the header)" >&2; exit 2; }
 out="$1"; shift
-seeds=3 draws=5 domains="d0" router=topk pretrain_steps=200 finetune_steps=100 tau=0.5 lr=1e-3 smoke=0 jobs=1
+seeds=3 draws=5 domains="d0" router=topk pretrain_steps=200 finetune_steps=100 tau=0.5 lr=1e-3 smoke=0 jobs=1 held_out=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --seeds) seeds="$2"; shift 2 ;;
@@ -26,6 +29,7 @@ while [ $# -gt 0 ]; do
     --lr) lr="$2"; shift 2 ;;
     --jobs) jobs="$2"; shift 2 ;;
     --smoke) smoke=1; shift ;;
+    --held-out) held_out="$2"; shift 2 ;;
     *) echo "dbes-paths.sh: unknown option '$1'" >&2; exit 2 ;;
   esac
 done
@@ -41,6 +45,21 @@ if [ "$smoke" = 1 ]; then
               --set train.micro_batch=8 --set train.warmup_steps=2 --set eval.sequences=64)
 else
   data_args=()
+fi
+target_data=()  # finetune --data: empty = the pretraining dataset
+if [ -n "$held_out" ]; then
+  n_domains=4; [ "$smoke" = 1 ] && n_domains=3
+  k="${held_out#d}"
+  [[ "$k" =~ ^[0-9]+$ ]] && [ "$k" -lt "$n_domains" ] || { echo "dbes-paths.sh: --held-out '$held_out' is not one of d0..d$((n_domains - 1))" >&2; exit 2; }
+  shares_pre="" shares_target=""
+  for i in $(seq 0 $((n_domains - 1))); do
+    if [ "$i" = "$k" ]; then shares_pre+="0,"; shares_target+="1,"; else shares_pre+="1,"; shares_target+="0,"; fi
+  done
+  [ -f "$out/data-$held_out/manifest.json" ] || "$moetb" datagen --out "$out/data-$held_out" "${data_args[@]}" \
+    --set domains="$n_domains" --set shares="${shares_target%,}" > "$out/logs/datagen-$held_out.log"
+  data_args+=(--set domains="$n_domains" --set shares="${shares_pre%,}")
+  target_data=(--data "$out/data-$held_out")
+  domains="$held_out"
 fi
 [ -f "$out/data/manifest.json" ] || "$moetb" datagen --out "$out/data" "${data_args[@]}" > "$out/logs/datagen.log"
 
@@ -69,12 +88,14 @@ finetune_one() {  # seed domain arm draw
   local dir="$out/finetune/seed-$1/$2/$name"
   [ -f "$dir/finetune.json" ] && return 0
   mkdir -p "$(dirname "$dir")"
-  "$moetb" finetune "$out/pretrain/seed-$1" --domain "$2" --arm "$3" --draw "$4" --tau "$tau" --lr "$lr" \
+  # shellcheck disable=SC2086  # target_data_args is empty or "--data DIR" (no spaces in OUT)
+  "$moetb" finetune "$out/pretrain/seed-$1" $target_data_args --domain "$2" --arm "$3" --draw "$4" --tau "$tau" --lr "$lr" \
     --steps "$finetune_steps" --out "$dir" --force -q > "$out/logs/ft-$1-$2-$name.log" 2>&1 \
     || { echo "fine-tune $* failed:"; tail -n 3 "$out/logs/ft-$1-$2-$name.log"; return 1; }
 }
 export -f finetune_one
-export out moetb tau lr finetune_steps
+target_data_args="${target_data[*]:-}"
+export out moetb tau lr finetune_steps target_data_args
 xargs -P "$jobs" -L 1 bash -c 'finetune_one "$@"' _ < "$jobs_file"
 echo "fine-tunes done ($(( $(date +%s) - start )) s)"
 python3 "$root/scripts/dbes_summary.py" "$out"

@@ -108,18 +108,27 @@ def knockout_section(out, summary):
 
 def pooled_paths_vs_random(runs, summary):
     """paths - random and paths / full per seed, averaged over the target domains first"""
-    per_seed = defaultdict(lambda: defaultdict(list))  # arm -> seed -> [per-domain mean gain]
-    for domain, arms in runs.items():
-        for arm, seeds in arms.items():
-            for seed, rs in seeds.items():
-                per_seed[arm][seed].append(statistics.fmean(x["target"]["gain_bits"] for x in rs))
-    mean_of = {arm: {s: statistics.fmean(v) for s, v in seeds.items()} for arm, seeds in per_seed.items()}
+    def pooled_by_seed(value):  # arm -> seed -> mean over domains of the arm's (draw-averaged) value
+        per_seed = defaultdict(lambda: defaultdict(list))
+        for domain, arms in runs.items():
+            for arm, seeds in arms.items():
+                for seed, rs in seeds.items():
+                    per_seed[arm][seed].append(statistics.fmean(value(x) for x in rs))
+        return {arm: {s: statistics.fmean(v) for s, v in seeds.items()} for arm, seeds in per_seed.items()}
+    mean_of = pooled_by_seed(lambda x: x["target"]["gain_bits"])
+    forget = pooled_by_seed(lambda x: x["forgetting_bits"])
     if "paths" not in mean_of or "random" not in mean_of:
         return []
     both = [s for s in mean_of["paths"] if s in mean_of["random"]]
-    pooled = {"paths_minus_random_bits": interval([mean_of["paths"][s] - mean_of["random"][s] for s in both])}
+    pooled = {"paths_minus_random_bits": interval([mean_of["paths"][s] - mean_of["random"][s] for s in both]),
+              "paths_minus_random_forgetting_bits": interval([forget["paths"][s] - forget["random"][s] for s in both]),
+              "forgetting_bits": {arm: interval(list(v.values())) for arm, v in forget.items()}}
     lines = ["## pooled over target domains", "",
-             f"- paths - random (per seed, mean over domains): {fmt(pooled['paths_minus_random_bits'])} bits"]
+             f"- paths - random (per seed, mean over domains): gain {fmt(pooled['paths_minus_random_bits'])} bits, "
+             f"forgetting {fmt(pooled['paths_minus_random_forgetting_bits'])} bits",
+             "- forgetting (mean over domains): " + ", ".join(f"{arm} {fmt(pooled['forgetting_bits'][arm], 1, 3)}"
+                                                            for arm in ["paths", "random", "least", "experts", "full"]
+                                                            if arm in pooled["forgetting_bits"])]
     for arm in ["paths", "random", "least", "experts"]:
         if arm in mean_of and "full" in mean_of:
             key = f"{arm}_share_of_full_gain"

@@ -47,7 +47,7 @@ struct TrainConfig {
   int64_t threads = 1;             // intra-op threads (1 is fastest for these sizes here)
   std::string device = "cpu";      // cpu or cuda
   // evaluation, traces, checkpoints
-  int64_t eval_every = 100;        // evaluate (and write a trace) every N steps and at the end
+  int64_t eval_every = 50;         // evaluate (and write a trace) every N steps and at the end (default: 4 points over 200 steps)
   int64_t eval_sequences = 256;    // validation sequences per evaluation (0 = all)
   int64_t checkpoint_every = 100;  // 0 = only at the end
   int64_t log_every = 10;          // plain progress lines when stderr is not a terminal

@@ -17,6 +17,7 @@
 #include <stdexcept>
 
 #include "common/rng.h"
+#include "models/fused_attention.h"
 #include "models/fused_ops.h"
 #include <string>
 
@@ -86,8 +87,7 @@ at::Tensor MoETransformerImpl::attention(const Block& b, const at::Tensor& x) co
   const at::Tensor qkv = at::matmul(x, b.w_qkv).view({B, S, 3, H, hd}).permute({2, 0, 3, 1, 4});  // [3, B, H, S, hd]
   const at::Tensor cos = rope_cos_.narrow(0, 0, S), sin = rope_sin_.narrow(0, 0, S);            // [S, hd/2]
   const at::Tensor q = apply_rope(qkv[0], cos, sin), k = apply_rope(qkv[1], cos, sin), v = qkv[2];  // [B, H, S, hd]
-  const at::Tensor scores = causal_scores(q, k);            // [B, H, S, S], fused_ops.h
-  const at::Tensor out = at::matmul(scores.softmax(-1), v);  // [B, H, S, hd]
+  const at::Tensor out = fused_causal_attention(q, k, v);  // [B, H, S, hd], fused_attention.h (masked half skipped)
   return at::matmul(out.transpose(1, 2).reshape({B, S, D}), b.w_out);
 }
 

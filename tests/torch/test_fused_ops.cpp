@@ -3,7 +3,8 @@
 // the strided view attention gives it), the packed SwiGLU activation and the causal scores,
 // in float64 (to 1e-12) and float32 (to fp32 rounding); and the fused AdamW against
 // torch::optim::AdamW over several steps with a changing learning rate (params and state);
-// the step's gradient clipping (models/train_step.h) on a known norm.
+// the step's gradient clipping (models/train_step.h) on a known norm; the block-causal
+// attention (models/fused_attention.h) against softmax(causal scores) v.
 #include <ATen/ops/zeros.h>
 #include <ATen/ops/zeros_like.h>
 #include <torch/optim/adamw.h>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "models/fused_adamw.h"
+#include "models/fused_attention.h"
 #include "models/fused_ops.h"
 #include "models/train_step.h"
 #include "tests/torch/torch_test_util.h"
@@ -74,6 +76,38 @@ TEST_CASE("fused ops: RMSNorm, rope, SwiGLU and causal scores equal the ATen pat
             {q, k}, seeded_randn({B, H, S, S}, 11, dtype), tol);
     compare([](const auto& t) { return causal_scores(t[0], t[1]).softmax(-1); },
             [](const auto& t) { return causal_scores_reference(t[0], t[1]).softmax(-1); }, {q, k}, seeded_randn({B, H, S, S}, 12, dtype), tol);
+  }
+}
+
+TEST_CASE("fused ops: block-causal attention equals softmax(causal scores) v, forward and gradients", "[models]") {
+  for (const auto dtype : {at::kDouble, at::kFloat}) {
+    const double tol = dtype == at::kDouble ? 1e-12 : 2e-5;
+    INFO("dtype " << c10::toString(dtype));
+    // q, k, v sliced from one packed qkv as attention does (v keeps the strided view);
+    // S = 45 is not a multiple of the blocks 7 and 16, one block (64 > S) and the default.
+    const int64_t B = 2, S = 45, H = 3, hd = 8;
+    const at::Tensor qkv = seeded_randn({B, S, 3, H, hd}, 21, dtype), c = seeded_randn({B, H, S, hd}, 22, dtype);
+    for (const int64_t block : {int64_t{7}, int64_t{16}, int64_t{64}, int64_t{0}}) {
+      INFO("block " << block);
+      compare(
+          [&](const auto& t) {
+            const at::Tensor p = t[0].permute({2, 0, 3, 1, 4});  // [3, B, H, S, hd]
+            return fused_causal_attention(p[0], p[1], p[2], block);
+          },
+          [](const auto& t) {
+            const at::Tensor p = t[0].permute({2, 0, 3, 1, 4});
+            return causal_attention_reference(p[0], p[1], p[2]);
+          },
+          {qkv}, c, tol);
+    }
+    // Separate contiguous q, k, v; large scores (x 8) so the softmax is peaked; one row (S = 1).
+    for (const int64_t s : {int64_t{33}, int64_t{1}}) {
+      INFO("S " << s);
+      compare([](const auto& t) { return fused_causal_attention(t[0], t[1], t[2], 16); },
+              [](const auto& t) { return causal_attention_reference(t[0], t[1], t[2]); },
+              {seeded_randn({1, 2, s, hd}, 23, dtype) * 8, seeded_randn({1, 2, s, hd}, 24, dtype), seeded_randn({1, 2, s, hd}, 25, dtype)},
+              seeded_randn({1, 2, s, hd}, 26, dtype), tol * 10);
+    }
   }
 }
 

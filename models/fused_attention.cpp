@@ -1,0 +1,219 @@
+// Block-causal fused attention (fused_attention.h). Per (batch, head), with row blocks
+// [r0, r1) of `block` rows and c = 1/sqrt(hd), everything row-major through BLAS gemm:
+//   forward:  P[r0:r1, :r1] = softmax_causal(c Q[r0:r1] K[:r1]^T);  O[r0:r1] = P[r0:r1, :r1] V[:r1]
+//   backward: dP = dO[r0:r1] V[:r1]^T;  dS = P (dP - rowsum(P dP));  dQ[r0:r1] = c dS K[:r1]
+//             and per column block [c0, c1): dK[c0:c1] = c dS[c0:, c0:c1]^T Q[c0:],
+//             dV[c0:c1] = P[c0:, c0:c1]^T dO[c0:]
+// P is zero above the diagonal inside the diagonal blocks and never read beyond them, so
+// the products cover (nb + 1) / (2 nb) of the full S x S work for nb blocks.
+#include "models/fused_attention.h"
+
+#include <ATen/Dispatch.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/matmul.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <cstring>
+
+#include "models/fused_ops.h"
+
+extern "C" {  // the Fortran BLAS interface libtorch itself calls (OpenBLAS behind libblas.so.3)
+void sgemm_(const char* ta, const char* tb, const int* m, const int* n, const int* k, const float* alpha, const float* a,
+            const int* lda, const float* b, const int* ldb, const float* beta, float* c, const int* ldc);
+void dgemm_(const char* ta, const char* tb, const int* m, const int* n, const int* k, const double* alpha, const double* a,
+            const int* lda, const double* b, const int* ldb, const double* beta, double* c, const int* ldc);
+}
+
+namespace moetb {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+constexpr int64_t kDefaultBlock = 32;
+
+// Row-major C[m x n] = alpha op(A) op(B) (beta 0), as the column-major call C^T = op(B)^T op(A)^T.
+void gemm_rm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda, const float* b,
+             int64_t ldb, float* c, int64_t ldc) {
+  const char cta = ta ? 'T' : 'N', ctb = tb ? 'T' : 'N';
+  const int im = static_cast<int>(m), in = static_cast<int>(n), ik = static_cast<int>(k);
+  const int ila = static_cast<int>(lda), ilb = static_cast<int>(ldb), ilc = static_cast<int>(ldc);
+  const float beta = 0.0f;
+  sgemm_(&ctb, &cta, &in, &im, &ik, &alpha, b, &ilb, a, &ila, &beta, c, &ilc);
+}
+void gemm_rm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda, const double* b,
+             int64_t ldb, double* c, int64_t ldc) {
+  const char cta = ta ? 'T' : 'N', ctb = tb ? 'T' : 'N';
+  const int im = static_cast<int>(m), in = static_cast<int>(n), ik = static_cast<int>(k);
+  const int ila = static_cast<int>(lda), ilb = static_cast<int>(ldb), ilc = static_cast<int>(ldc);
+  const double beta = 0.0;
+  dgemm_(&ctb, &cta, &in, &im, &ik, &alpha, b, &ilb, a, &ila, &beta, c, &ilc);
+}
+
+// exp(x) for x <= 0 in float, branch-free so the loop vectorises: 2^n e^r with n = round(x
+// log2 e) (by the 1.5 * 2^23 rounding trick) and Cephes' degree-6 polynomial on |r| <= ln2/2
+// (about 1 ulp). Below -87 it returns exp(-87) ~ 1.6e-38 instead of smaller values (harmless
+// in a softmax whose row maximum contributes exp(0) = 1).
+__attribute__((always_inline)) inline float exp_nonpositive(float x) {
+  x = x < -87.0f ? -87.0f : x;
+  const float t = x * 1.44269504088896341f + 12582912.0f;
+  const float n = t - 12582912.0f;
+  const float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float y = p * r * r + r + 1.0f;
+  int32_t ti;
+  std::memcpy(&ti, &t, sizeof ti);
+  const int32_t bits = (ti - 0x4B400000 + 127) << 23;  // bits of 2^n (t's low mantissa bits hold n)
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return y * scale;
+}
+__attribute__((always_inline)) inline double exp_nonpositive(double x) { return std::exp(x); }
+
+// Softmax of rows r0 .. r0 + m of a block (row i at p + i ld holds scores for keys 0 .. n),
+// each over its keys 0 .. r0 + i; the keys after the diagonal are set to 0.
+template <typename T>
+__attribute__((always_inline)) inline void causal_softmax_rows_impl(T* p, int64_t ld, int64_t r0, int64_t m, int64_t n) {
+  for (int64_t i = 0; i < m; ++i) {
+    T* x = p + i * ld;
+    const int64_t len = r0 + i + 1;
+    T mx = x[0];
+    for (int64_t c = 1; c < len; ++c) mx = x[c] > mx ? x[c] : mx;
+    for (int64_t c = 0; c < len; ++c) x[c] = exp_nonpositive(x[c] - mx);
+    T acc[16] = {};
+    int64_t c = 0;
+    for (; c + 16 <= len; c += 16)
+      for (int j = 0; j < 16; ++j) acc[j] += x[c + j];
+    for (; c < len; ++c) acc[0] += x[c];
+    T sum = 0;
+    for (int j = 0; j < 16; ++j) sum += acc[j];
+    const T inv = T(1) / sum;
+    for (c = 0; c < len; ++c) x[c] *= inv;
+    for (c = len; c < n; ++c) x[c] = 0;
+  }
+}
+
+// dS = P (dP - rowsum(P dP)) in place over dP, rows of n keys (P is 0 past the diagonal).
+template <typename T>
+__attribute__((always_inline)) inline void softmax_grad_rows_impl(const T* p, T* dp, int64_t ld, int64_t m, int64_t n) {
+  for (int64_t i = 0; i < m; ++i) {
+    const T* pr = p + i * ld;
+    T* g = dp + i * ld;
+    T acc[16] = {};
+    int64_t c = 0;
+    for (; c + 16 <= n; c += 16)
+      for (int j = 0; j < 16; ++j) acc[j] += pr[c + j] * g[c + j];
+    for (; c < n; ++c) acc[0] += pr[c] * g[c];
+    T d = 0;
+    for (int j = 0; j < 16; ++j) d += acc[j];
+    for (c = 0; c < n; ++c) g[c] = pr[c] * (g[c] - d);
+  }
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void causal_softmax_rows(float* p, int64_t ld, int64_t r0, int64_t m, int64_t n) { causal_softmax_rows_impl(p, ld, r0, m, n); }
+void causal_softmax_rows(double* p, int64_t ld, int64_t r0, int64_t m, int64_t n) { causal_softmax_rows_impl(p, ld, r0, m, n); }
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void softmax_grad_rows(const float* p, float* dp, int64_t ld, int64_t m, int64_t n) { softmax_grad_rows_impl(p, dp, ld, m, n); }
+void softmax_grad_rows(const double* p, double* dp, int64_t ld, int64_t m, int64_t n) { softmax_grad_rows_impl(p, dp, ld, m, n); }
+
+// One (batch, head)'s [S, hd] matrix: base pointer and row stride.
+template <typename T>
+struct Mat {
+  T* p;
+  int64_t ld;
+};
+template <typename T>
+Mat<T> head(const at::Tensor& t, int64_t b, int64_t h, int64_t dim_s, int64_t dim_h) {
+  return {t.data_ptr<T>() + b * t.stride(0) + h * t.stride(dim_h), t.stride(dim_s)};
+}
+
+struct CausalAttentionFn : public torch::autograd::Function<CausalAttentionFn> {
+  // q, k, v: [B, H, S, hd] -> out: [B, S, H, hd] contiguous.
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t bs) {
+    const int64_t B = q.size(0), H = q.size(1), S = q.size(2), hd = q.size(3);
+    at::Tensor out = at::empty({B, S, H, hd}, q.options());
+    at::Tensor probs = at::empty({B * H, S, S}, q.options());  // [B*H, S, S], filled at and below the diagonal blocks
+    AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "fused_causal_attention", [&] {
+      const scalar_t scale = static_cast<scalar_t>(1.0 / std::sqrt(static_cast<double>(hd)));
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t h = 0; h < H; ++h) {
+          const auto Q = head<scalar_t>(q, b, h, 2, 1), K = head<scalar_t>(k, b, h, 2, 1), V = head<scalar_t>(v, b, h, 2, 1);
+          const auto O = head<scalar_t>(out, b, h, 1, 2);
+          scalar_t* P = probs.data_ptr<scalar_t>() + (b * H + h) * S * S;
+          for (int64_t r0 = 0; r0 < S; r0 += bs) {
+            const int64_t r1 = std::min(S, r0 + bs), m = r1 - r0;
+            gemm_rm(false, true, m, r1, hd, scale, Q.p + r0 * Q.ld, Q.ld, K.p, K.ld, P + r0 * S, S);
+            causal_softmax_rows(P + r0 * S, S, r0, m, r1);
+            gemm_rm(false, false, m, hd, r1, scalar_t(1), P + r0 * S, S, V.p, V.ld, O.p + r0 * O.ld, O.ld);
+          }
+        }
+    });
+    ctx->save_for_backward({q, k, v, probs});
+    ctx->saved_data["block"] = bs;
+    return out;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &q = saved[0], &k = saved[1], &v = saved[2], &probs = saved[3];
+    const int64_t bs = ctx->saved_data["block"].toInt();
+    const at::Tensor g = grads[0].stride(-1) == 1 ? grads[0] : grads[0].contiguous();  // [B, S, H, hd]
+    const int64_t B = q.size(0), H = q.size(1), S = q.size(2), hd = q.size(3);
+    at::Tensor dq = at::empty({B, H, S, hd}, q.options()), dk = at::empty_like(dq), dv = at::empty_like(dq);
+    at::Tensor ds = at::empty({S, S}, q.options());  // [S, S] scratch: dP, then dS, per (batch, head)
+    AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "fused_causal_attention_backward", [&] {
+      const scalar_t scale = static_cast<scalar_t>(1.0 / std::sqrt(static_cast<double>(hd)));
+      scalar_t* dS = ds.data_ptr<scalar_t>();
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t h = 0; h < H; ++h) {
+          const auto Q = head<scalar_t>(q, b, h, 2, 1), K = head<scalar_t>(k, b, h, 2, 1), V = head<scalar_t>(v, b, h, 2, 1);
+          const auto dO = head<scalar_t>(g, b, h, 1, 2);
+          const auto dQ = head<scalar_t>(dq, b, h, 2, 1), dK = head<scalar_t>(dk, b, h, 2, 1), dV = head<scalar_t>(dv, b, h, 2, 1);
+          const scalar_t* P = probs.data_ptr<scalar_t>() + (b * H + h) * S * S;
+          for (int64_t r0 = 0; r0 < S; r0 += bs) {
+            const int64_t r1 = std::min(S, r0 + bs), m = r1 - r0;
+            gemm_rm(false, true, m, r1, hd, scalar_t(1), dO.p + r0 * dO.ld, dO.ld, V.p, V.ld, dS + r0 * S, S);
+            softmax_grad_rows(P + r0 * S, dS + r0 * S, S, m, r1);
+            gemm_rm(false, false, m, hd, r1, scale, dS + r0 * S, S, K.p, K.ld, dQ.p + r0 * dQ.ld, dQ.ld);
+          }
+          for (int64_t c0 = 0; c0 < S; c0 += bs) {
+            const int64_t w = std::min(S, c0 + bs) - c0, rows = S - c0;
+            gemm_rm(true, false, w, hd, rows, scale, dS + c0 * S + c0, S, Q.p + c0 * Q.ld, Q.ld, dK.p + c0 * dK.ld, dK.ld);
+            gemm_rm(true, false, w, hd, rows, scalar_t(1), P + c0 * S + c0, S, dO.p + c0 * dO.ld, dO.ld, dV.p + c0 * dV.ld, dV.ld);
+          }
+        }
+    });
+    return {dq, dk, dv, at::Tensor()};
+  }
+};
+
+bool fusable(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+  for (const auto* t : {&q, &k, &v})
+    if (!t->device().is_cpu() || t->scalar_type() != q.scalar_type() || t->dim() != 4 || t->sizes() != q.sizes() ||
+        t->stride(-1) != 1 || t->stride(2) > INT_MAX)
+      return false;
+  return (q.scalar_type() == at::kFloat || q.scalar_type() == at::kDouble) && q.numel() > 0 &&
+         q.size(1) * q.size(3) <= INT_MAX && q.size(2) * q.size(2) <= INT_MAX;
+}
+
+}  // namespace
+
+at::Tensor causal_attention_reference(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+  return at::matmul(causal_scores_reference(q, k).softmax(-1), v);
+}
+
+at::Tensor fused_causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t block) {
+  if (!fusable(q, k, v)) return causal_attention_reference(q, k, v);
+  return CausalAttentionFn::apply(q, k, v, block > 0 ? block : kDefaultBlock).permute({0, 2, 1, 3});  // [B, H, S, hd]
+}
+
+}  // namespace moetb

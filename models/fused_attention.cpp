@@ -136,6 +136,41 @@ Mat<T> head(const at::Tensor& t, int64_t b, int64_t h, int64_t dim_s, int64_t di
   return {t.data_ptr<T>() + b * t.stride(0) + h * t.stride(dim_h), t.stride(dim_s)};
 }
 
+// One head's forward: P [S, S] (ld S) and O [S, hd] from Q, K, V [S, hd].
+template <typename T>
+void head_forward(Mat<const T> Q, Mat<const T> K, Mat<const T> V, Mat<T> O, T* P, int64_t S, int64_t hd, int64_t bs) {
+  const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(hd)));
+  for (int64_t r0 = 0; r0 < S; r0 += bs) {
+    const int64_t r1 = std::min(S, r0 + bs), m = r1 - r0;
+    gemm_rm(false, true, m, r1, hd, scale, Q.p + r0 * Q.ld, Q.ld, K.p, K.ld, P + r0 * S, S);
+    causal_softmax_rows(P + r0 * S, S, r0, m, r1);
+    gemm_rm(false, false, m, hd, r1, T(1), P + r0 * S, S, V.p, V.ld, O.p + r0 * O.ld, O.ld);
+  }
+}
+
+// One head's backward: dQ, dK, dV [S, hd] from dO and the saved P; dS: [S, S] scratch.
+template <typename T>
+void head_backward(Mat<const T> Q, Mat<const T> K, Mat<const T> V, Mat<const T> dO, const T* P, Mat<T> dQ, Mat<T> dK, Mat<T> dV,
+                   T* dS, int64_t S, int64_t hd, int64_t bs) {
+  const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(hd)));
+  for (int64_t r0 = 0; r0 < S; r0 += bs) {
+    const int64_t r1 = std::min(S, r0 + bs), m = r1 - r0;
+    gemm_rm(false, true, m, r1, hd, T(1), dO.p + r0 * dO.ld, dO.ld, V.p, V.ld, dS + r0 * S, S);
+    softmax_grad_rows(P + r0 * S, dS + r0 * S, S, m, r1);
+    gemm_rm(false, false, m, hd, r1, scale, dS + r0 * S, S, K.p, K.ld, dQ.p + r0 * dQ.ld, dQ.ld);
+  }
+  for (int64_t c0 = 0; c0 < S; c0 += bs) {
+    const int64_t w = std::min(S, c0 + bs) - c0, rows = S - c0;
+    gemm_rm(true, false, w, hd, rows, scale, dS + c0 * S + c0, S, Q.p + c0 * Q.ld, Q.ld, dK.p + c0 * dK.ld, dK.ld);
+    gemm_rm(true, false, w, hd, rows, T(1), P + c0 * S + c0, S, dO.p + c0 * dO.ld, dO.ld, dV.p + c0 * dV.ld, dV.ld);
+  }
+}
+
+template <typename T>
+Mat<const T> cm(Mat<T> m) {
+  return {m.p, m.ld};
+}
+
 struct CausalAttentionFn : public torch::autograd::Function<CausalAttentionFn> {
   // q, k, v: [B, H, S, hd] -> out: [B, S, H, hd] contiguous.
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t bs) {
@@ -143,19 +178,10 @@ struct CausalAttentionFn : public torch::autograd::Function<CausalAttentionFn> {
     at::Tensor out = at::empty({B, S, H, hd}, q.options());
     at::Tensor probs = at::empty({B * H, S, S}, q.options());  // [B*H, S, S], filled at and below the diagonal blocks
     AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "fused_causal_attention", [&] {
-      const scalar_t scale = static_cast<scalar_t>(1.0 / std::sqrt(static_cast<double>(hd)));
       for (int64_t b = 0; b < B; ++b)
-        for (int64_t h = 0; h < H; ++h) {
-          const auto Q = head<scalar_t>(q, b, h, 2, 1), K = head<scalar_t>(k, b, h, 2, 1), V = head<scalar_t>(v, b, h, 2, 1);
-          const auto O = head<scalar_t>(out, b, h, 1, 2);
-          scalar_t* P = probs.data_ptr<scalar_t>() + (b * H + h) * S * S;
-          for (int64_t r0 = 0; r0 < S; r0 += bs) {
-            const int64_t r1 = std::min(S, r0 + bs), m = r1 - r0;
-            gemm_rm(false, true, m, r1, hd, scale, Q.p + r0 * Q.ld, Q.ld, K.p, K.ld, P + r0 * S, S);
-            causal_softmax_rows(P + r0 * S, S, r0, m, r1);
-            gemm_rm(false, false, m, hd, r1, scalar_t(1), P + r0 * S, S, V.p, V.ld, O.p + r0 * O.ld, O.ld);
-          }
-        }
+        for (int64_t h = 0; h < H; ++h)
+          head_forward<scalar_t>(cm(head<scalar_t>(q, b, h, 2, 1)), cm(head<scalar_t>(k, b, h, 2, 1)), cm(head<scalar_t>(v, b, h, 2, 1)),
+                                 head<scalar_t>(out, b, h, 1, 2), probs.data_ptr<scalar_t>() + (b * H + h) * S * S, S, hd, bs);
     });
     ctx->save_for_backward({q, k, v, probs});
     ctx->saved_data["block"] = bs;
@@ -171,28 +197,78 @@ struct CausalAttentionFn : public torch::autograd::Function<CausalAttentionFn> {
     at::Tensor dq = at::empty({B, H, S, hd}, q.options()), dk = at::empty_like(dq), dv = at::empty_like(dq);
     at::Tensor ds = at::empty({S, S}, q.options());  // [S, S] scratch: dP, then dS, per (batch, head)
     AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "fused_causal_attention_backward", [&] {
-      const scalar_t scale = static_cast<scalar_t>(1.0 / std::sqrt(static_cast<double>(hd)));
-      scalar_t* dS = ds.data_ptr<scalar_t>();
       for (int64_t b = 0; b < B; ++b)
-        for (int64_t h = 0; h < H; ++h) {
-          const auto Q = head<scalar_t>(q, b, h, 2, 1), K = head<scalar_t>(k, b, h, 2, 1), V = head<scalar_t>(v, b, h, 2, 1);
-          const auto dO = head<scalar_t>(g, b, h, 1, 2);
-          const auto dQ = head<scalar_t>(dq, b, h, 2, 1), dK = head<scalar_t>(dk, b, h, 2, 1), dV = head<scalar_t>(dv, b, h, 2, 1);
-          const scalar_t* P = probs.data_ptr<scalar_t>() + (b * H + h) * S * S;
-          for (int64_t r0 = 0; r0 < S; r0 += bs) {
-            const int64_t r1 = std::min(S, r0 + bs), m = r1 - r0;
-            gemm_rm(false, true, m, r1, hd, scalar_t(1), dO.p + r0 * dO.ld, dO.ld, V.p, V.ld, dS + r0 * S, S);
-            softmax_grad_rows(P + r0 * S, dS + r0 * S, S, m, r1);
-            gemm_rm(false, false, m, hd, r1, scale, dS + r0 * S, S, K.p, K.ld, dQ.p + r0 * dQ.ld, dQ.ld);
-          }
-          for (int64_t c0 = 0; c0 < S; c0 += bs) {
-            const int64_t w = std::min(S, c0 + bs) - c0, rows = S - c0;
-            gemm_rm(true, false, w, hd, rows, scale, dS + c0 * S + c0, S, Q.p + c0 * Q.ld, Q.ld, dK.p + c0 * dK.ld, dK.ld);
-            gemm_rm(true, false, w, hd, rows, scalar_t(1), P + c0 * S + c0, S, dO.p + c0 * dO.ld, dO.ld, dV.p + c0 * dV.ld, dV.ld);
-          }
-        }
+        for (int64_t h = 0; h < H; ++h)
+          head_backward<scalar_t>(cm(head<scalar_t>(q, b, h, 2, 1)), cm(head<scalar_t>(k, b, h, 2, 1)), cm(head<scalar_t>(v, b, h, 2, 1)),
+                                  cm(head<scalar_t>(g, b, h, 1, 2)), probs.data_ptr<scalar_t>() + (b * H + h) * S * S,
+                                  head<scalar_t>(dq, b, h, 2, 1), head<scalar_t>(dk, b, h, 2, 1), head<scalar_t>(dv, b, h, 2, 1),
+                                  ds.data_ptr<scalar_t>(), S, hd, bs);
     });
     return {dq, dk, dv, at::Tensor()};
+  }
+};
+
+// dst = rotate(src) by the angles of each row (sign -1: the inverse rotation); rows of hd.
+template <typename T>
+void rope_rows(Mat<const T> src, Mat<T> dst, const T* cos, const T* sin, int64_t S, int64_t half, T sign) {
+  for (int64_t s = 0; s < S; ++s) {
+    const T *x = src.p + s * src.ld, *c = cos + s * half, *sn = sin + s * half;
+    T* o = dst.p + s * dst.ld;
+    for (int64_t i = 0; i < half; ++i) {
+      const T x1 = x[i], x2 = x[i + half], si = sign * sn[i];
+      o[i] = x1 * c[i] - x2 * si;
+      o[i + half] = x1 * si + x2 * c[i];
+    }
+  }
+}
+
+struct RopeAttentionFn : public torch::autograd::Function<RopeAttentionFn> {
+  // qkv: [B, S, 3, H, hd] contiguous; cos, sin: [S, hd/2] -> [B, S, H * hd].
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin, int64_t bs) {
+    const int64_t B = qkv.size(0), S = qkv.size(1), H = qkv.size(3), hd = qkv.size(4), D = H * hd;
+    at::Tensor qr = at::empty({B, H, S, hd}, qkv.options()), kr = at::empty_like(qr);  // [B, H, S, hd] rotated q, k
+    at::Tensor out = at::empty({B, S, D}, qkv.options());
+    at::Tensor probs = at::empty({B * H, S, S}, qkv.options());  // [B*H, S, S]
+    AT_DISPATCH_FLOATING_TYPES(qkv.scalar_type(), "fused_rope_attention", [&] {
+      const scalar_t *base = qkv.data_ptr<scalar_t>(), *c = cos.data_ptr<scalar_t>(), *sn = sin.data_ptr<scalar_t>();
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t h = 0; h < H; ++h) {
+          const scalar_t* row = base + b * S * 3 * D + h * hd;
+          const auto Q = head<scalar_t>(qr, b, h, 2, 1), K = head<scalar_t>(kr, b, h, 2, 1);
+          rope_rows<scalar_t>({row, 3 * D}, Q, c, sn, S, hd / 2, 1);
+          rope_rows<scalar_t>({row + D, 3 * D}, K, c, sn, S, hd / 2, 1);
+          head_forward<scalar_t>(cm(Q), cm(K), {row + 2 * D, 3 * D}, {out.data_ptr<scalar_t>() + b * S * D + h * hd, D},
+                                 probs.data_ptr<scalar_t>() + (b * H + h) * S * S, S, hd, bs);
+        }
+    });
+    ctx->save_for_backward({qkv, qr, kr, probs, cos, sin});
+    ctx->saved_data["block"] = bs;
+    return out;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &qkv = saved[0], &qr = saved[1], &kr = saved[2], &probs = saved[3], &cos = saved[4], &sin = saved[5];
+    const int64_t bs = ctx->saved_data["block"].toInt();
+    const at::Tensor g = grads[0].contiguous();  // [B, S, D]
+    const int64_t B = qkv.size(0), S = qkv.size(1), H = qkv.size(3), hd = qkv.size(4), D = H * hd;
+    at::Tensor dqkv = at::empty(qkv.sizes(), qkv.options());  // [B, S, 3, H, hd]
+    at::Tensor scratch = at::empty({S * S + 2 * S * hd}, qkv.options());  // dS [S, S], dQ and dK of one head [S, hd]
+    AT_DISPATCH_FLOATING_TYPES(qkv.scalar_type(), "fused_rope_attention_backward", [&] {
+      const scalar_t *base = qkv.data_ptr<scalar_t>(), *c = cos.data_ptr<scalar_t>(), *sn = sin.data_ptr<scalar_t>();
+      scalar_t *dS = scratch.data_ptr<scalar_t>(), *dq = dS + S * S, *dk = dq + S * hd;
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t h = 0; h < H; ++h) {
+          const int64_t off = b * S * 3 * D + h * hd;
+          scalar_t* drow = dqkv.data_ptr<scalar_t>() + off;
+          head_backward<scalar_t>(cm(head<scalar_t>(qr, b, h, 2, 1)), cm(head<scalar_t>(kr, b, h, 2, 1)), {base + off + 2 * D, 3 * D},
+                                  {g.data_ptr<scalar_t>() + b * S * D + h * hd, D}, probs.data_ptr<scalar_t>() + (b * H + h) * S * S,
+                                  {dq, hd}, {dk, hd}, {drow + 2 * D, 3 * D}, dS, S, hd, bs);
+          rope_rows<scalar_t>({dq, hd}, {drow, 3 * D}, c, sn, S, hd / 2, -1);  // the inverse rotation
+          rope_rows<scalar_t>({dk, hd}, {drow + D, 3 * D}, c, sn, S, hd / 2, -1);
+        }
+    });
+    return {dqkv, at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -211,9 +287,29 @@ at::Tensor causal_attention_reference(const at::Tensor& q, const at::Tensor& k, 
   return at::matmul(causal_scores_reference(q, k).softmax(-1), v);
 }
 
+at::Tensor rope_attention_reference(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin) {
+  const int64_t B = qkv.size(0), S = qkv.size(1), D = qkv.size(3) * qkv.size(4);
+  const at::Tensor p = qkv.permute({2, 0, 3, 1, 4});  // [3, B, H, S, hd]
+  const at::Tensor out = causal_attention_reference(rope_reference(p[0], cos, sin), rope_reference(p[1], cos, sin), p[2]);
+  return out.transpose(1, 2).reshape({B, S, D});
+}
+
 at::Tensor fused_causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t block) {
   if (!fusable(q, k, v)) return causal_attention_reference(q, k, v);
   return CausalAttentionFn::apply(q, k, v, block > 0 ? block : kDefaultBlock).permute({0, 2, 1, 3});  // [B, H, S, hd]
+}
+
+}  // namespace moetb
+
+namespace moetb {
+
+at::Tensor fused_rope_attention(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin, int64_t block) {
+  const bool ok = qkv.device().is_cpu() && (qkv.scalar_type() == at::kFloat || qkv.scalar_type() == at::kDouble) && qkv.dim() == 5 &&
+                  qkv.size(2) == 3 && qkv.numel() > 0 && cos.scalar_type() == qkv.scalar_type() && sin.scalar_type() == qkv.scalar_type() &&
+                  cos.dim() == 2 && cos.size(0) == qkv.size(1) && 2 * cos.size(1) == qkv.size(4) && sin.sizes() == cos.sizes() &&
+                  3 * qkv.size(3) * qkv.size(4) <= INT_MAX && qkv.size(1) * qkv.size(1) <= INT_MAX;
+  if (!ok) return rope_attention_reference(qkv, cos, sin);
+  return RopeAttentionFn::apply(qkv.contiguous(), cos.contiguous(), sin.contiguous(), block > 0 ? block : kDefaultBlock);
 }
 
 }  // namespace moetb

@@ -17,7 +17,15 @@ namespace moetb {
 // [B, S, H * hd] costs no copy. block: rows per block (0: the default, 32).
 at::Tensor fused_causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t block = 0);
 
-// The ATen composition it replaces: causal_scores_reference(q, k).softmax(-1) matmul v.
+// The same with the rotary embedding (RoFormer, arXiv 2104.09864) of q and k inside, on the
+// packed projection: qkv: [B, S, 3, H, hd] (q, k, v; any layout, made contiguous), cos, sin:
+// [S, hd/2] -> [B, S, H * hd]. Its backward writes the packed gradient [B, S, 3, H, hd] in one
+// tensor (no per-slice zero-filled gradients summed by autograd).
+at::Tensor fused_rope_attention(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin, int64_t block = 0);
+
+// The ATen compositions they replace: causal_scores_reference(q, k).softmax(-1) matmul v.
 at::Tensor causal_attention_reference(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
+// rope_reference on q and k (fused_ops.h), then causal_attention_reference, as [B, S, H * hd].
+at::Tensor rope_attention_reference(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin);
 
 }  // namespace moetb

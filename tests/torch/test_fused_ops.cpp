@@ -100,6 +100,14 @@ TEST_CASE("fused ops: block-causal attention equals softmax(causal scores) v, fo
           },
           {qkv}, c, tol);
     }
+    // Rotary q, k and attention on the packed projection, as the model calls it.
+    const at::Tensor ang = seeded_randn({S, hd / 2}, 27, dtype), cos = ang.cos(), sin = ang.sin();
+    for (const int64_t block : {int64_t{16}, int64_t{0}}) {
+      INFO("rope attention, block " << block);
+      compare([&](const auto& t) { return fused_rope_attention(t[0], cos, sin, block); },
+              [&](const auto& t) { return rope_attention_reference(t[0], cos, sin); }, {qkv}, seeded_randn({B, S, H * hd}, 28, dtype),
+              tol);
+    }
     // Separate contiguous q, k, v; large scores (x 8) so the softmax is peaked; one row (S = 1).
     for (const int64_t s : {int64_t{33}, int64_t{1}}) {
       INFO("S " << s);

@@ -16,8 +16,9 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
-#include <cstring>
+#include <type_traits>
 
+#include "models/fused_math.h"
 #include "models/fused_ops.h"
 
 extern "C" {  // the Fortran BLAS interface libtorch itself calls (OpenBLAS behind libblas.so.3)
@@ -53,31 +54,6 @@ void gemm_rm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, co
   dgemm_(&ctb, &cta, &in, &im, &ik, &alpha, b, &ilb, a, &ila, &beta, c, &ilc);
 }
 
-// exp(x) for x <= 0 in float, branch-free so the loop vectorises: 2^n e^r with n = round(x
-// log2 e) (by the 1.5 * 2^23 rounding trick) and Cephes' degree-6 polynomial on |r| <= ln2/2
-// (about 1 ulp). Below -87 it returns exp(-87) ~ 1.6e-38 instead of smaller values (harmless
-// in a softmax whose row maximum contributes exp(0) = 1).
-__attribute__((always_inline)) inline float exp_nonpositive(float x) {
-  x = x < -87.0f ? -87.0f : x;
-  const float t = x * 1.44269504088896341f + 12582912.0f;
-  const float n = t - 12582912.0f;
-  const float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  const float y = p * r * r + r + 1.0f;
-  int32_t ti;
-  std::memcpy(&ti, &t, sizeof ti);
-  const int32_t bits = (ti - 0x4B400000 + 127) << 23;  // bits of 2^n (t's low mantissa bits hold n)
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return y * scale;
-}
-__attribute__((always_inline)) inline double exp_nonpositive(double x) { return std::exp(x); }
-
 // Softmax of rows r0 .. r0 + m of a block (row i at p + i ld holds scores for keys 0 .. n),
 // each over its keys 0 .. r0 + i; the keys after the diagonal are set to 0.
 template <typename T>
@@ -85,19 +61,12 @@ __attribute__((always_inline)) inline void causal_softmax_rows_impl(T* p, int64_
   for (int64_t i = 0; i < m; ++i) {
     T* x = p + i * ld;
     const int64_t len = r0 + i + 1;
-    T mx = x[0];
-    for (int64_t c = 1; c < len; ++c) mx = x[c] > mx ? x[c] : mx;
-    for (int64_t c = 0; c < len; ++c) x[c] = exp_nonpositive(x[c] - mx);
-    T acc[16] = {};
-    int64_t c = 0;
-    for (; c + 16 <= len; c += 16)
-      for (int j = 0; j < 16; ++j) acc[j] += x[c + j];
-    for (; c < len; ++c) acc[0] += x[c];
-    T sum = 0;
-    for (int j = 0; j < 16; ++j) sum += acc[j];
+    const T mx = fused::max16(x, len);
+    for (int64_t c = 0; c < len; ++c) x[c] = fused::exp_nonpositive(x[c] - mx);
+    const T sum = fused::sum16(x, len);
     const T inv = T(1) / sum;
-    for (c = 0; c < len; ++c) x[c] *= inv;
-    for (c = len; c < n; ++c) x[c] = 0;
+    for (int64_t c = 0; c < len; ++c) x[c] *= inv;
+    for (int64_t c = len; c < n; ++c) x[c] = 0;
   }
 }
 
@@ -107,14 +76,8 @@ __attribute__((always_inline)) inline void softmax_grad_rows_impl(const T* p, T*
   for (int64_t i = 0; i < m; ++i) {
     const T* pr = p + i * ld;
     T* g = dp + i * ld;
-    T acc[16] = {};
-    int64_t c = 0;
-    for (; c + 16 <= n; c += 16)
-      for (int j = 0; j < 16; ++j) acc[j] += pr[c + j] * g[c + j];
-    for (; c < n; ++c) acc[0] += pr[c] * g[c];
-    T d = 0;
-    for (int j = 0; j < 16; ++j) d += acc[j];
-    for (c = 0; c < n; ++c) g[c] = pr[c] * (g[c] - d);
+    const T d = fused::dot16(pr, static_cast<const T*>(g), static_cast<const T*>(nullptr), n);
+    for (int64_t c = 0; c < n; ++c) g[c] = pr[c] * (g[c] - d);
   }
 }
 
@@ -210,16 +173,30 @@ struct CausalAttentionFn : public torch::autograd::Function<CausalAttentionFn> {
 
 // dst = rotate(src) by the angles of each row (sign -1: the inverse rotation); rows of hd.
 template <typename T>
-void rope_rows(Mat<const T> src, Mat<T> dst, const T* cos, const T* sin, int64_t S, int64_t half, T sign) {
+__attribute__((always_inline)) inline void rope_rows_impl(const T* src, int64_t lds, T* dst, int64_t ldd, const T* cos, const T* sin,
+                                                          int64_t S, int64_t half, T sign) {
   for (int64_t s = 0; s < S; ++s) {
-    const T *x = src.p + s * src.ld, *c = cos + s * half, *sn = sin + s * half;
-    T* o = dst.p + s * dst.ld;
+    const T *x = src + s * lds, *c = cos + s * half, *sn = sin + s * half;
+    T* o = dst + s * ldd;
     for (int64_t i = 0; i < half; ++i) {
       const T x1 = x[i], x2 = x[i + half], si = sign * sn[i];
       o[i] = x1 * c[i] - x2 * si;
       o[i + half] = x1 * si + x2 * c[i];
     }
   }
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void rope_rows_f(const float* src, int64_t lds, float* dst, int64_t ldd, const float* cos, const float* sin, int64_t S, int64_t half,
+                 float sign) {
+  rope_rows_impl(src, lds, dst, ldd, cos, sin, S, half, sign);
+}
+template <typename T>
+void rope_rows(Mat<const T> src, Mat<T> dst, const T* cos, const T* sin, int64_t S, int64_t half, T sign) {
+  if constexpr (std::is_same_v<T, float>)
+    rope_rows_f(src.p, src.ld, dst.p, dst.ld, cos, sin, S, half, sign);
+  else
+    rope_rows_impl(src.p, src.ld, dst.p, dst.ld, cos, sin, S, half, sign);
 }
 
 struct RopeAttentionFn : public torch::autograd::Function<RopeAttentionFn> {

@@ -4,7 +4,9 @@
 // in float64 (to 1e-12) and float32 (to fp32 rounding); and the fused AdamW against
 // torch::optim::AdamW over several steps with a changing learning rate (params and state);
 // the step's gradient clipping (models/train_step.h) on a known norm; the block-causal
-// attention (models/fused_attention.h) against softmax(causal scores) v.
+// attention (models/fused_attention.h) against softmax(causal scores) v; the fused next-token
+// cross-entropy (models/fused_loss.h) against ATen's cross_entropy_loss.
+#include <ATen/ops/full.h>
 #include <ATen/ops/zeros.h>
 #include <ATen/ops/zeros_like.h>
 #include <torch/optim/adamw.h>
@@ -15,6 +17,7 @@
 
 #include "models/fused_adamw.h"
 #include "models/fused_attention.h"
+#include "models/fused_loss.h"
 #include "models/fused_ops.h"
 #include "models/train_step.h"
 #include "tests/torch/torch_test_util.h"
@@ -117,6 +120,32 @@ TEST_CASE("fused ops: block-causal attention equals softmax(causal scores) v, fo
               seeded_randn({1, 2, s, hd}, 26, dtype), tol * 10);
     }
   }
+}
+
+TEST_CASE("fused ops: next-token cross-entropy equals ATen's cross_entropy_loss, value and gradient", "[models]") {
+  for (const auto dtype : {at::kDouble, at::kFloat}) {
+    const double tol = dtype == at::kDouble ? 1e-12 : 2e-6;
+    for (const int64_t V : {int64_t{37}, int64_t{241}}) {  // a vocabulary that is not a multiple of 16, and the default run's
+      INFO("dtype " << c10::toString(dtype) << ", V " << V);
+      const int64_t B = 3, S = 9;
+      const at::Tensor logits = seeded_randn({B, S, V}, 31, dtype) * 3, tokens = moetb_test::seeded_randint(V, {B, S}, 32);
+      std::vector<at::Tensor> loss, grad;
+      for (int fused = 0; fused < 2; ++fused) {
+        const at::Tensor x = logits.clone().requires_grad_(true);
+        const at::Tensor l = fused ? fused_next_token_ce(x, tokens) : next_token_ce_reference(x, tokens);
+        (l * 1.7).backward();
+        loss.push_back(l.detach());
+        grad.push_back(x.grad());
+      }
+      CHECK(loss[0].dim() == 0);
+      CHECK(loss[1].dim() == 0);
+      CHECK(max_abs_diff(loss[0], loss[1]) < tol * 10);
+      CHECK(max_abs_diff(grad[0], grad[1]) < tol);
+      CHECK(grad[1].select(1, S - 1).abs().max().item<double>() == 0.0);  // no target follows the last position
+    }
+  }
+  // A target outside the vocabulary is an error naming it.
+  CHECK_THROWS_WITH(fused_next_token_ce(at::zeros({1, 3, 5}), at::full({1, 3}, 7, at::kLong)), Catch::Contains("target 7"));
 }
 
 TEST_CASE("fused ops: fused AdamW follows torch::optim::AdamW step by step", "[models]") {

@@ -18,15 +18,9 @@
 #include <cmath>
 #include <type_traits>
 
+#include "models/blas_gemm.h"
 #include "models/fused_math.h"
 #include "models/fused_ops.h"
-
-extern "C" {  // the Fortran BLAS interface libtorch itself calls (OpenBLAS behind libblas.so.3)
-void sgemm_(const char* ta, const char* tb, const int* m, const int* n, const int* k, const float* alpha, const float* a,
-            const int* lda, const float* b, const int* ldb, const float* beta, float* c, const int* ldc);
-void dgemm_(const char* ta, const char* tb, const int* m, const int* n, const int* k, const double* alpha, const double* a,
-            const int* lda, const double* b, const int* ldb, const double* beta, double* c, const int* ldc);
-}
 
 namespace moetb {
 namespace {
@@ -35,24 +29,6 @@ using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
 constexpr int64_t kDefaultBlock = 32;
-
-// Row-major C[m x n] = alpha op(A) op(B) (beta 0), as the column-major call C^T = op(B)^T op(A)^T.
-void gemm_rm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda, const float* b,
-             int64_t ldb, float* c, int64_t ldc) {
-  const char cta = ta ? 'T' : 'N', ctb = tb ? 'T' : 'N';
-  const int im = static_cast<int>(m), in = static_cast<int>(n), ik = static_cast<int>(k);
-  const int ila = static_cast<int>(lda), ilb = static_cast<int>(ldb), ilc = static_cast<int>(ldc);
-  const float beta = 0.0f;
-  sgemm_(&ctb, &cta, &in, &im, &ik, &alpha, b, &ilb, a, &ila, &beta, c, &ilc);
-}
-void gemm_rm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda, const double* b,
-             int64_t ldb, double* c, int64_t ldc) {
-  const char cta = ta ? 'T' : 'N', ctb = tb ? 'T' : 'N';
-  const int im = static_cast<int>(m), in = static_cast<int>(n), ik = static_cast<int>(k);
-  const int ila = static_cast<int>(lda), ilb = static_cast<int>(ldb), ilc = static_cast<int>(ldc);
-  const double beta = 0.0;
-  dgemm_(&ctb, &cta, &in, &im, &ik, &alpha, b, &ilb, a, &ila, &beta, c, &ilc);
-}
 
 // Softmax of rows r0 .. r0 + m of a block (row i at p + i ld holds scores for keys 0 .. n),
 // each over its keys 0 .. r0 + i; the keys after the diagonal are set to 0.
@@ -105,9 +81,9 @@ void head_forward(Mat<const T> Q, Mat<const T> K, Mat<const T> V, Mat<T> O, T* P
   const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(hd)));
   for (int64_t r0 = 0; r0 < S; r0 += bs) {
     const int64_t r1 = std::min(S, r0 + bs), m = r1 - r0;
-    gemm_rm(false, true, m, r1, hd, scale, Q.p + r0 * Q.ld, Q.ld, K.p, K.ld, P + r0 * S, S);
+    blas::gemm_rm(false, true, m, r1, hd, scale, Q.p + r0 * Q.ld, Q.ld, K.p, K.ld, T(0), P + r0 * S, S);
     causal_softmax_rows(P + r0 * S, S, r0, m, r1);
-    gemm_rm(false, false, m, hd, r1, T(1), P + r0 * S, S, V.p, V.ld, O.p + r0 * O.ld, O.ld);
+    blas::gemm_rm(false, false, m, hd, r1, T(1), P + r0 * S, S, V.p, V.ld, T(0), O.p + r0 * O.ld, O.ld);
   }
 }
 
@@ -118,14 +94,14 @@ void head_backward(Mat<const T> Q, Mat<const T> K, Mat<const T> V, Mat<const T> 
   const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(hd)));
   for (int64_t r0 = 0; r0 < S; r0 += bs) {
     const int64_t r1 = std::min(S, r0 + bs), m = r1 - r0;
-    gemm_rm(false, true, m, r1, hd, T(1), dO.p + r0 * dO.ld, dO.ld, V.p, V.ld, dS + r0 * S, S);
+    blas::gemm_rm(false, true, m, r1, hd, T(1), dO.p + r0 * dO.ld, dO.ld, V.p, V.ld, T(0), dS + r0 * S, S);
     softmax_grad_rows(P + r0 * S, dS + r0 * S, S, m, r1);
-    gemm_rm(false, false, m, hd, r1, scale, dS + r0 * S, S, K.p, K.ld, dQ.p + r0 * dQ.ld, dQ.ld);
+    blas::gemm_rm(false, false, m, hd, r1, scale, dS + r0 * S, S, K.p, K.ld, T(0), dQ.p + r0 * dQ.ld, dQ.ld);
   }
   for (int64_t c0 = 0; c0 < S; c0 += bs) {
     const int64_t w = std::min(S, c0 + bs) - c0, rows = S - c0;
-    gemm_rm(true, false, w, hd, rows, scale, dS + c0 * S + c0, S, Q.p + c0 * Q.ld, Q.ld, dK.p + c0 * dK.ld, dK.ld);
-    gemm_rm(true, false, w, hd, rows, T(1), P + c0 * S + c0, S, dO.p + c0 * dO.ld, dO.ld, dV.p + c0 * dV.ld, dV.ld);
+    blas::gemm_rm(true, false, w, hd, rows, scale, dS + c0 * S + c0, S, Q.p + c0 * Q.ld, Q.ld, T(0), dK.p + c0 * dK.ld, dK.ld);
+    blas::gemm_rm(true, false, w, hd, rows, T(1), P + c0 * S + c0, S, dO.p + c0 * dO.ld, dO.ld, T(0), dV.p + c0 * dV.ld, dV.ld);
   }
 }
 

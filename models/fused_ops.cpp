@@ -7,6 +7,7 @@
 //   swiglu: y = a s(a) b: da = dy b s (1 + a (1 - s)), db = dy a s.
 #include "models/fused_ops.h"
 
+#include "models/fused_kernels.h"
 #include "models/fused_math.h"
 
 #include <ATen/Dispatch.h>
@@ -105,6 +106,9 @@ MOETB_CLONED void rms_backward(const float* xp, const float* wp, const float* rp
 void rms_backward(const double* xp, const double* wp, const double* rp, const double* gp, double* gxp, double* gw, int64_t n, int64_t D) {
   rms_backward_impl(xp, wp, rp, gp, gxp, gw, n, D);
 }
+}  // namespace
+
+namespace fused {  // the SwiGLU row loops, shared with fused_experts.cpp (fused_kernels.h)
 MOETB_CLONED void swiglu_forward(const float* hp, float* sp, float* yp, int64_t n, int64_t F) { swiglu_forward_impl(hp, sp, yp, n, F); }
 void swiglu_forward(const double* hp, double* sp, double* yp, int64_t n, int64_t F) { swiglu_forward_impl(hp, sp, yp, n, F); }
 MOETB_CLONED void swiglu_backward(const float* hp, const float* sp, const float* gp, float* ghp, int64_t n, int64_t F) {
@@ -113,6 +117,11 @@ MOETB_CLONED void swiglu_backward(const float* hp, const float* sp, const float*
 void swiglu_backward(const double* hp, const double* sp, const double* gp, double* ghp, int64_t n, int64_t F) {
   swiglu_backward_impl(hp, sp, gp, ghp, n, F);
 }
+}  // namespace fused
+
+namespace {
+using fused::swiglu_backward;
+using fused::swiglu_forward;
 #undef MOETB_CLONED
 
 struct RmsNormFn : public torch::autograd::Function<RmsNormFn> {

@@ -5,8 +5,10 @@
 // torch::optim::AdamW over several steps with a changing learning rate (params and state);
 // the step's gradient clipping (models/train_step.h) on a known norm; the block-causal
 // attention (models/fused_attention.h) against softmax(causal scores) v; the fused next-token
-// cross-entropy (models/fused_loss.h) against ATen's cross_entropy_loss.
+// cross-entropy (models/fused_loss.h) against ATen's cross_entropy_loss; the grouped expert
+// SwiGLU (models/fused_experts.h) against per-expert slices and products.
 #include <ATen/ops/full.h>
+#include <ATen/ops/tensor.h>
 #include <ATen/ops/zeros.h>
 #include <ATen/ops/zeros_like.h>
 #include <torch/optim/adamw.h>
@@ -17,6 +19,7 @@
 
 #include "models/fused_adamw.h"
 #include "models/fused_attention.h"
+#include "models/fused_experts.h"
 #include "models/fused_loss.h"
 #include "models/fused_ops.h"
 #include "models/train_step.h"
@@ -146,6 +149,21 @@ TEST_CASE("fused ops: next-token cross-entropy equals ATen's cross_entropy_loss,
   }
   // A target outside the vocabulary is an error naming it.
   CHECK_THROWS_WITH(fused_next_token_ce(at::zeros({1, 3, 5}), at::full({1, 3}, 7, at::kLong)), Catch::Contains("target 7"));
+}
+
+TEST_CASE("fused ops: grouped expert SwiGLU equals the per-expert products, forward and gradients", "[models]") {
+  for (const auto dtype : {at::kDouble, at::kFloat}) {
+    const double tol = dtype == at::kDouble ? 1e-12 : 2e-5;
+    INFO("dtype " << c10::toString(dtype));
+    const int64_t E = 4, d = 6, F = 5;
+    const at::Tensor counts = at::tensor(std::vector<int64_t>{3, 0, 5, 2});  // expert 1 gets no rows
+    const int64_t m = 10;
+    compare([&](const auto& t) { return fused_grouped_swiglu(t[0], t[1], t[2], t[3], counts); },
+            [&](const auto& t) { return grouped_swiglu_reference(t[0], t[1], t[2], t[3], counts); },
+            {seeded_randn({m, d}, 41, dtype), seeded_randn({E, d, F}, 42, dtype), seeded_randn({E, d, F}, 43, dtype),
+             seeded_randn({E, F, d}, 44, dtype)},
+            seeded_randn({m, d}, 45, dtype), tol);
+  }
 }
 
 TEST_CASE("fused ops: fused AdamW follows torch::optim::AdamW step by step", "[models]") {

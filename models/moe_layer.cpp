@@ -101,11 +101,9 @@ MoEOutput MoEFeedForwardImpl::forward(const at::Tensor& x, const RouteContext& c
   const at::Tensor tokens = sorted_slots.div(n_slots, "trunc");                          // [m]
   const at::Tensor w = out.decision.weights.reshape({-1}).index_select(0, sorted_slots);  // [m]
   const at::Tensor counts = at::bincount(sorted_experts, {}, cfg_.n_experts).cpu();       // [E], one sync
-  const at::Tensor xs = x.index_select(0, tokens);                                        // [m, d_model]
 
-  // Each expert's SwiGLU over its slice of xs, gate and up packed, in one autograd function (fused_experts.h).
-  at::Tensor y = at::zeros_like(x);  // [n_tokens, d_model]
-  if (xs.size(0) > 0) y = y.index_add(0, tokens, fused_grouped_swiglu(xs, w_gate, w_up, w_down, counts).mul(w.unsqueeze(1)));
+  // Gather, each expert's SwiGLU on its slice (gate and up packed), weight and add back: one autograd function (fused_experts.h).
+  at::Tensor y = tokens.size(0) > 0 ? fused_routed_swiglu(x, tokens, w, w_gate, w_up, w_down, counts) : at::zeros_like(x);  // [n_tokens, d_model]
   if (cfg_.n_shared_experts > 0) y = y.add(swiglu(x, shared_gate, shared_up, shared_down));
   out.y = y;
   return out;

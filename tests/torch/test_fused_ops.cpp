@@ -163,6 +163,13 @@ TEST_CASE("fused ops: grouped expert SwiGLU equals the per-expert products, forw
             {seeded_randn({m, d}, 41, dtype), seeded_randn({E, d, F}, 42, dtype), seeded_randn({E, d, F}, 43, dtype),
              seeded_randn({E, F, d}, 44, dtype)},
             seeded_randn({m, d}, 45, dtype), tol);
+    // The routed form: 10 (token, expert) rows over 6 tokens (tokens repeat, one gets none), weighted.
+    const at::Tensor tokens = at::tensor(std::vector<int64_t>{0, 2, 5, 1, 2, 3, 4, 5, 0, 3});
+    compare([&](const auto& t) { return fused_routed_swiglu(t[0], tokens, t[1], t[2], t[3], t[4], counts); },
+            [&](const auto& t) { return routed_swiglu_reference(t[0], tokens, t[1], t[2], t[3], t[4], counts); },
+            {seeded_randn({7, d}, 46, dtype), seeded_randn({m}, 47, dtype).abs(), seeded_randn({E, d, F}, 42, dtype),
+             seeded_randn({E, d, F}, 43, dtype), seeded_randn({E, F, d}, 44, dtype)},
+            seeded_randn({7, d}, 48, dtype), tol);
   }
 }
 

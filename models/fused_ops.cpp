@@ -1,11 +1,14 @@
 // Fused RMSNorm, rotary embedding and SwiGLU activation (fused_ops.h). Each is a
 // torch::autograd::Function whose forward and backward are single loops over rows, written
-// so the compiler vectorises the inner loop; the sigmoid uses ATen's vectorised kernel once.
+// so the compiler vectorises the inner loop (cloned per CPU; the sigmoid from fused_math.h).
 // Gradients (y = x r w, r = (mean(x^2) + eps)^-1/2, g = dy w):
 //   dx = r g - x r^3 mean(g x),  dw = sum over rows of dy x r;
 //   rope: dx1 = dy1 cos + dy2 sin, dx2 = dy2 cos - dy1 sin;
 //   swiglu: y = a s(a) b: da = dy b s (1 + a (1 - s)), db = dy a s.
 #include "models/fused_ops.h"
+
+#include "models/fused_kernels.h"
+#include "models/fused_math.h"
 
 #include <ATen/Dispatch.h>
 #include <ATen/TensorOperators.h>
@@ -22,7 +25,6 @@
 
 #include <cmath>
 #include <limits>
-#include <vector>
 
 namespace moetb {
 namespace {
@@ -34,25 +36,101 @@ bool fusable(const at::Tensor& t) {
   return t.device().is_cpu() && (t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble);
 }
 
+// The per-row loops, as always-inline templates; the float versions are cloned for AVX-512,
+// AVX2 and baseline x86-64 (picked at load time by the CPU), so the inner loops vectorise.
+template <typename T>
+__attribute__((always_inline)) inline void rms_forward_impl(const T* xp, const T* wp, T* yp, T* rp, int64_t n, int64_t D, double eps) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T* xr = xp + i * D;
+    const T ss = fused::dot16(xr, xr, static_cast<const T*>(nullptr), D);
+    const T ri = static_cast<T>(1.0 / std::sqrt(static_cast<double>(ss / static_cast<T>(D)) + eps));
+    rp[i] = ri;
+    T* yr = yp + i * D;
+    for (int64_t j = 0; j < D; ++j) yr[j] = xr[j] * ri * wp[j];
+  }
+}
+
+// gw_acc: [D] zeroed; receives sum over rows of dy x r.
+template <typename T>
+__attribute__((always_inline)) inline void rms_backward_impl(const T* xp, const T* wp, const T* rp, const T* gp, T* gxp, T* gw_acc,
+                                                             int64_t n, int64_t D) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T *xr = xp + i * D, *gr = gp + i * D;
+    const T ri = rp[i];
+    const T dot = fused::dot16(gr, wp, xr, D);  // sum_j dy_j w_j x_j
+    for (int64_t j = 0; j < D; ++j) gw_acc[j] += gr[j] * xr[j] * ri;
+    const T c = ri * ri * ri * dot / static_cast<T>(D);
+    T* gxr = gxp + i * D;
+    for (int64_t j = 0; j < D; ++j) gxr[j] = ri * gr[j] * wp[j] - xr[j] * c;
+  }
+}
+
+// y = silu(a) b over rows [a | b] of 2F; s = sigmoid(a) kept for the backward.
+template <typename T>
+__attribute__((always_inline)) inline void swiglu_forward_impl(const T* hp, T* sp, T* yp, int64_t n, int64_t F) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T *a = hp + i * 2 * F, *b = a + F;
+    T *si = sp + i * F, *yr = yp + i * F;
+    for (int64_t j = 0; j < F; ++j) {
+      const T sv = fused::sigmoid(a[j]);
+      si[j] = sv;
+      yr[j] = a[j] * sv * b[j];
+    }
+  }
+}
+
+template <typename T>
+__attribute__((always_inline)) inline void swiglu_backward_impl(const T* hp, const T* sp, const T* gp, T* ghp, int64_t n, int64_t F) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T *a = hp + i * 2 * F, *b = a + F, *si = sp + i * F, *g = gp + i * F;
+    T *ga = ghp + i * 2 * F, *gb = ga + F;
+    for (int64_t j = 0; j < F; ++j) {
+      const T sv = si[j], av = a[j];
+      ga[j] = g[j] * b[j] * sv * (1 + av * (1 - sv));
+      gb[j] = g[j] * av * sv;
+    }
+  }
+}
+
+#define MOETB_CLONED __attribute__((target_clones("avx512f", "avx2", "default")))
+MOETB_CLONED void rms_forward(const float* xp, const float* wp, float* yp, float* rp, int64_t n, int64_t D, double eps) {
+  rms_forward_impl(xp, wp, yp, rp, n, D, eps);
+}
+void rms_forward(const double* xp, const double* wp, double* yp, double* rp, int64_t n, int64_t D, double eps) {
+  rms_forward_impl(xp, wp, yp, rp, n, D, eps);
+}
+MOETB_CLONED void rms_backward(const float* xp, const float* wp, const float* rp, const float* gp, float* gxp, float* gw, int64_t n,
+                               int64_t D) {
+  rms_backward_impl(xp, wp, rp, gp, gxp, gw, n, D);
+}
+void rms_backward(const double* xp, const double* wp, const double* rp, const double* gp, double* gxp, double* gw, int64_t n, int64_t D) {
+  rms_backward_impl(xp, wp, rp, gp, gxp, gw, n, D);
+}
+}  // namespace
+
+namespace fused {  // the SwiGLU row loops, shared with fused_experts.cpp (fused_kernels.h)
+MOETB_CLONED void swiglu_forward(const float* hp, float* sp, float* yp, int64_t n, int64_t F) { swiglu_forward_impl(hp, sp, yp, n, F); }
+void swiglu_forward(const double* hp, double* sp, double* yp, int64_t n, int64_t F) { swiglu_forward_impl(hp, sp, yp, n, F); }
+MOETB_CLONED void swiglu_backward(const float* hp, const float* sp, const float* gp, float* ghp, int64_t n, int64_t F) {
+  swiglu_backward_impl(hp, sp, gp, ghp, n, F);
+}
+void swiglu_backward(const double* hp, const double* sp, const double* gp, double* ghp, int64_t n, int64_t F) {
+  swiglu_backward_impl(hp, sp, gp, ghp, n, F);
+}
+}  // namespace fused
+
+namespace {
+using fused::swiglu_backward;
+using fused::swiglu_forward;
+#undef MOETB_CLONED
+
 struct RmsNormFn : public torch::autograd::Function<RmsNormFn> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x_in, const at::Tensor& w_in, double eps) {
     const at::Tensor x = x_in.contiguous(), w = w_in.contiguous();
     const int64_t D = x.size(-1), n = x.numel() / D;
     at::Tensor y = at::empty_like(x), r = at::empty({n}, x.options());  // r: [n] 1/rms per row
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fused_rms_norm", [&] {
-      const scalar_t* xp = x.data_ptr<scalar_t>();
-      const scalar_t* wp = w.data_ptr<scalar_t>();
-      scalar_t* yp = y.data_ptr<scalar_t>();
-      scalar_t* rp = r.data_ptr<scalar_t>();
-      for (int64_t i = 0; i < n; ++i) {
-        const scalar_t* xr = xp + i * D;
-        scalar_t ss = 0;
-        for (int64_t j = 0; j < D; ++j) ss += xr[j] * xr[j];
-        const scalar_t ri = static_cast<scalar_t>(1.0 / std::sqrt(static_cast<double>(ss / static_cast<scalar_t>(D)) + eps));
-        rp[i] = ri;
-        scalar_t* yr = yp + i * D;
-        for (int64_t j = 0; j < D; ++j) yr[j] = xr[j] * ri * wp[j];
-      }
+      rms_forward(x.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(), n, D, eps);
     });
     ctx->save_for_backward({x, w, r});
     return y;
@@ -64,26 +142,8 @@ struct RmsNormFn : public torch::autograd::Function<RmsNormFn> {
     const int64_t D = x.size(-1), n = x.numel() / D;
     at::Tensor gx = at::empty_like(x), gw = at::zeros({D}, x.options());
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fused_rms_norm_backward", [&] {
-      const scalar_t* xp = x.data_ptr<scalar_t>();
-      const scalar_t* wp = w.data_ptr<scalar_t>();
-      const scalar_t* rp = r.data_ptr<scalar_t>();
-      const scalar_t* gp = gy.data_ptr<scalar_t>();
-      scalar_t* gxp = gx.data_ptr<scalar_t>();
-      std::vector<scalar_t> gw_acc(static_cast<std::size_t>(D), 0);
-      for (int64_t i = 0; i < n; ++i) {
-        const scalar_t *xr = xp + i * D, *gr = gp + i * D;
-        const scalar_t ri = rp[i];
-        scalar_t dot = 0;  // sum_j dy_j w_j x_j
-        for (int64_t j = 0; j < D; ++j) {
-          dot += gr[j] * wp[j] * xr[j];
-          gw_acc[static_cast<std::size_t>(j)] += gr[j] * xr[j] * ri;
-        }
-        const scalar_t c = ri * ri * ri * dot / static_cast<scalar_t>(D);
-        scalar_t* gxr = gxp + i * D;
-        for (int64_t j = 0; j < D; ++j) gxr[j] = ri * gr[j] * wp[j] - xr[j] * c;
-      }
-      scalar_t* gwp = gw.data_ptr<scalar_t>();
-      for (int64_t j = 0; j < D; ++j) gwp[j] = gw_acc[static_cast<std::size_t>(j)];
+      rms_backward(x.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(), gy.data_ptr<scalar_t>(), gx.data_ptr<scalar_t>(),
+                   gw.data_ptr<scalar_t>(), n, D);
     });
     return {gx, gw, at::Tensor()};
   }
@@ -134,17 +194,9 @@ struct SwigluFn : public torch::autograd::Function<SwigluFn> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& h_in) {
     const at::Tensor h = h_in.contiguous();
     const int64_t n = h.size(0), F = h.size(1) / 2;
-    const at::Tensor s = at::sigmoid(h.narrow(1, 0, F)).contiguous();  // [n, F], ATen's vectorised exp
-    at::Tensor y = at::empty({n, F}, h.options());
+    at::Tensor s = at::empty({n, F}, h.options()), y = at::empty({n, F}, h.options());  // s: [n, F] sigmoid(gate)
     AT_DISPATCH_FLOATING_TYPES(h.scalar_type(), "fused_swiglu", [&] {
-      const scalar_t* hp = h.data_ptr<scalar_t>();
-      const scalar_t* sp = s.data_ptr<scalar_t>();
-      scalar_t* yp = y.data_ptr<scalar_t>();
-      for (int64_t i = 0; i < n; ++i) {
-        const scalar_t *a = hp + i * 2 * F, *b = a + F, *si = sp + i * F;
-        scalar_t* yr = yp + i * F;
-        for (int64_t j = 0; j < F; ++j) yr[j] = a[j] * si[j] * b[j];
-      }
+      swiglu_forward(h.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), n, F);
     });
     ctx->save_for_backward({h, s});
     return y;
@@ -156,19 +208,7 @@ struct SwigluFn : public torch::autograd::Function<SwigluFn> {
     const int64_t n = h.size(0), F = h.size(1) / 2;
     at::Tensor gh = at::empty_like(h);
     AT_DISPATCH_FLOATING_TYPES(h.scalar_type(), "fused_swiglu_backward", [&] {
-      const scalar_t* hp = h.data_ptr<scalar_t>();
-      const scalar_t* sp = s.data_ptr<scalar_t>();
-      const scalar_t* gp = gy.data_ptr<scalar_t>();
-      scalar_t* ghp = gh.data_ptr<scalar_t>();
-      for (int64_t i = 0; i < n; ++i) {
-        const scalar_t *a = hp + i * 2 * F, *b = a + F, *si = sp + i * F, *g = gp + i * F;
-        scalar_t *ga = ghp + i * 2 * F, *gb = ga + F;
-        for (int64_t j = 0; j < F; ++j) {
-          const scalar_t sv = si[j], av = a[j];
-          ga[j] = g[j] * b[j] * sv * (1 + av * (1 - sv));
-          gb[j] = g[j] * av * sv;
-        }
-      }
+      swiglu_backward(h.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(), gy.data_ptr<scalar_t>(), gh.data_ptr<scalar_t>(), n, F);
     });
     return {gh};
   }

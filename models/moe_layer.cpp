@@ -23,6 +23,7 @@
 #include <tuple>
 #include <vector>
 
+#include "models/fused_experts.h"
 #include "models/fused_ops.h"
 #include "models/expert_mask.h"
 #include "routers/capacity.h"
@@ -100,22 +101,9 @@ MoEOutput MoEFeedForwardImpl::forward(const at::Tensor& x, const RouteContext& c
   const at::Tensor tokens = sorted_slots.div(n_slots, "trunc");                          // [m]
   const at::Tensor w = out.decision.weights.reshape({-1}).index_select(0, sorted_slots);  // [m]
   const at::Tensor counts = at::bincount(sorted_experts, {}, cfg_.n_experts).cpu();       // [E], one sync
-  const at::Tensor xs = x.index_select(0, tokens);                                        // [m, d_model]
 
-  // Gate and up packed into one [d_model, 2 d_ff] product per expert (fused_ops.h); unbind
-  // (not select per expert): autograd then stacks the E expert grads once.
-  const std::vector<at::Tensor> gate_up = at::cat({w_gate, w_up}, 2).unbind(0), down = w_down.unbind(0);  // [d_model, 2 d_ff]
-  const int64_t* count = counts.data_ptr<int64_t>();
-  std::vector<at::Tensor> parts;  // per active expert: [count_e, d_model]
-  int64_t offset = 0;
-  for (int64_t e = 0; e < cfg_.n_experts; ++e) {
-    if (count[e] == 0) continue;
-    const auto i = static_cast<std::size_t>(e);
-    parts.push_back(at::mm(fused_swiglu_act(at::mm(xs.narrow(0, offset, count[e]), gate_up[i])), down[i]));  // [count_e, d_model]
-    offset += count[e];
-  }
-  at::Tensor y = at::zeros_like(x);  // [n_tokens, d_model]
-  if (!parts.empty()) y = y.index_add(0, tokens, at::cat(parts, 0).mul(w.unsqueeze(1)));
+  // Gather, each expert's SwiGLU on its slice (gate and up packed), weight and add back: one autograd function (fused_experts.h).
+  at::Tensor y = tokens.size(0) > 0 ? fused_routed_swiglu(x, tokens, w, w_gate, w_up, w_down, counts) : at::zeros_like(x);  // [n_tokens, d_model]
   if (cfg_.n_shared_experts > 0) y = y.add(swiglu(x, shared_gate, shared_up, shared_down));
   out.y = y;
   return out;

@@ -1,11 +1,11 @@
-// The training step (train_step.h): forward, cross-entropy + aux loss, one host read of the
-// three losses, backward; clipping (CPU: one double pass per gradient; elsewhere on the
+// The training step (train_step.h): forward, cross-entropy (fused_loss.h) + aux loss, one
+// host read of the three losses, backward; clipping (CPU: one double pass per gradient; elsewhere on the
 // device, no sync) and the fused AdamW (fused_adamw.h). Shared by trainer and benchmark.
 #include "models/train_step.h"
 
 #include "models/fused_adamw.h"
+#include "models/fused_loss.h"
 
-#include <ATen/ops/cross_entropy_loss.h>
 #include <ATen/ops/stack.h>
 #include <c10/core/GradMode.h>
 
@@ -18,9 +18,7 @@ MicroStep forward_backward(MoETransformerImpl& model, const at::Tensor& tokens, 
                            int64_t accum_steps, bool poison_nan) {
   MicroStep r;
   r.out = model.forward(tokens, domains, /*training=*/true);
-  const int64_t S = tokens.size(1), V = r.out.logits.size(-1);
-  const at::Tensor ce = at::cross_entropy_loss(r.out.logits.narrow(1, 0, S - 1).reshape({-1, V}),
-                                               tokens.narrow(1, 1, S - 1).reshape({-1}));  // [] nats
+  const at::Tensor ce = fused_next_token_ce(r.out.logits, tokens);  // [] nats, fused_loss.h
   at::Tensor loss = ce + r.out.aux_loss;                                                    // []
   if (poison_nan) loss = loss * std::numeric_limits<double>::quiet_NaN();
   const at::Tensor host = at::stack({loss.detach(), ce.detach(), r.out.aux_loss.detach()}).to(at::kDouble).cpu();  // [3], one sync

@@ -17,6 +17,7 @@
 #include <stdexcept>
 
 #include "common/rng.h"
+#include "models/fused_attention.h"
 #include "models/fused_ops.h"
 #include <string>
 
@@ -83,12 +84,10 @@ MoETransformerImpl::MoETransformerImpl(const ModelConfig& cfg) : cfg_(cfg) {
 
 at::Tensor MoETransformerImpl::attention(const Block& b, const at::Tensor& x) const {
   const int64_t B = x.size(0), S = x.size(1), D = cfg_.d_model, H = cfg_.n_heads, hd = D / H;
-  const at::Tensor qkv = at::matmul(x, b.w_qkv).view({B, S, 3, H, hd}).permute({2, 0, 3, 1, 4});  // [3, B, H, S, hd]
-  const at::Tensor cos = rope_cos_.narrow(0, 0, S), sin = rope_sin_.narrow(0, 0, S);            // [S, hd/2]
-  const at::Tensor q = apply_rope(qkv[0], cos, sin), k = apply_rope(qkv[1], cos, sin), v = qkv[2];  // [B, H, S, hd]
-  const at::Tensor scores = causal_scores(q, k);            // [B, H, S, S], fused_ops.h
-  const at::Tensor out = at::matmul(scores.softmax(-1), v);  // [B, H, S, hd]
-  return at::matmul(out.transpose(1, 2).reshape({B, S, D}), b.w_out);
+  const at::Tensor qkv = at::matmul(x, b.w_qkv).view({B, S, 3, H, hd});                 // [B, S, 3, H, hd]
+  const at::Tensor cos = rope_cos_.narrow(0, 0, S), sin = rope_sin_.narrow(0, 0, S);  // [S, hd/2]
+  // Rotary q, k and causal attention in one function (fused_attention.h; masked half skipped): [B, S, D].
+  return at::matmul(fused_rope_attention(qkv, cos, sin), b.w_out);
 }
 
 LMOutput MoETransformerImpl::forward(const at::Tensor& tokens, const at::Tensor& domains, bool training) {

@@ -3,7 +3,12 @@
 // the strided view attention gives it), the packed SwiGLU activation and the causal scores,
 // in float64 (to 1e-12) and float32 (to fp32 rounding); and the fused AdamW against
 // torch::optim::AdamW over several steps with a changing learning rate (params and state);
-// the step's gradient clipping (models/train_step.h) on a known norm.
+// the step's gradient clipping (models/train_step.h) on a known norm; the block-causal
+// attention (models/fused_attention.h) against softmax(causal scores) v; the fused next-token
+// cross-entropy (models/fused_loss.h) against ATen's cross_entropy_loss; the grouped expert
+// SwiGLU (models/fused_experts.h) against per-expert slices and products.
+#include <ATen/ops/full.h>
+#include <ATen/ops/tensor.h>
 #include <ATen/ops/zeros.h>
 #include <ATen/ops/zeros_like.h>
 #include <torch/optim/adamw.h>
@@ -13,6 +18,9 @@
 #include <vector>
 
 #include "models/fused_adamw.h"
+#include "models/fused_attention.h"
+#include "models/fused_experts.h"
+#include "models/fused_loss.h"
 #include "models/fused_ops.h"
 #include "models/train_step.h"
 #include "tests/torch/torch_test_util.h"
@@ -74,6 +82,94 @@ TEST_CASE("fused ops: RMSNorm, rope, SwiGLU and causal scores equal the ATen pat
             {q, k}, seeded_randn({B, H, S, S}, 11, dtype), tol);
     compare([](const auto& t) { return causal_scores(t[0], t[1]).softmax(-1); },
             [](const auto& t) { return causal_scores_reference(t[0], t[1]).softmax(-1); }, {q, k}, seeded_randn({B, H, S, S}, 12, dtype), tol);
+  }
+}
+
+TEST_CASE("fused ops: block-causal attention equals softmax(causal scores) v, forward and gradients", "[models]") {
+  for (const auto dtype : {at::kDouble, at::kFloat}) {
+    const double tol = dtype == at::kDouble ? 1e-12 : 2e-5;
+    INFO("dtype " << c10::toString(dtype));
+    // q, k, v sliced from one packed qkv as attention does (v keeps the strided view);
+    // S = 45 is not a multiple of the blocks 7 and 16, one block (64 > S) and the default.
+    const int64_t B = 2, S = 45, H = 3, hd = 8;
+    const at::Tensor qkv = seeded_randn({B, S, 3, H, hd}, 21, dtype), c = seeded_randn({B, H, S, hd}, 22, dtype);
+    for (const int64_t block : {int64_t{7}, int64_t{16}, int64_t{64}, int64_t{0}}) {
+      INFO("block " << block);
+      compare(
+          [&](const auto& t) {
+            const at::Tensor p = t[0].permute({2, 0, 3, 1, 4});  // [3, B, H, S, hd]
+            return fused_causal_attention(p[0], p[1], p[2], block);
+          },
+          [](const auto& t) {
+            const at::Tensor p = t[0].permute({2, 0, 3, 1, 4});
+            return causal_attention_reference(p[0], p[1], p[2]);
+          },
+          {qkv}, c, tol);
+    }
+    // Rotary q, k and attention on the packed projection, as the model calls it.
+    const at::Tensor ang = seeded_randn({S, hd / 2}, 27, dtype), cos = ang.cos(), sin = ang.sin();
+    for (const int64_t block : {int64_t{16}, int64_t{0}}) {
+      INFO("rope attention, block " << block);
+      compare([&](const auto& t) { return fused_rope_attention(t[0], cos, sin, block); },
+              [&](const auto& t) { return rope_attention_reference(t[0], cos, sin); }, {qkv}, seeded_randn({B, S, H * hd}, 28, dtype),
+              tol);
+    }
+    // Separate contiguous q, k, v; large scores (x 8) so the softmax is peaked; one row (S = 1).
+    for (const int64_t s : {int64_t{33}, int64_t{1}}) {
+      INFO("S " << s);
+      compare([](const auto& t) { return fused_causal_attention(t[0], t[1], t[2], 16); },
+              [](const auto& t) { return causal_attention_reference(t[0], t[1], t[2]); },
+              {seeded_randn({1, 2, s, hd}, 23, dtype) * 8, seeded_randn({1, 2, s, hd}, 24, dtype), seeded_randn({1, 2, s, hd}, 25, dtype)},
+              seeded_randn({1, 2, s, hd}, 26, dtype), tol * 10);
+    }
+  }
+}
+
+TEST_CASE("fused ops: next-token cross-entropy equals ATen's cross_entropy_loss, value and gradient", "[models]") {
+  for (const auto dtype : {at::kDouble, at::kFloat}) {
+    const double tol = dtype == at::kDouble ? 1e-12 : 2e-6;
+    for (const int64_t V : {int64_t{37}, int64_t{241}}) {  // a vocabulary that is not a multiple of 16, and the default run's
+      INFO("dtype " << c10::toString(dtype) << ", V " << V);
+      const int64_t B = 3, S = 9;
+      const at::Tensor logits = seeded_randn({B, S, V}, 31, dtype) * 3, tokens = moetb_test::seeded_randint(V, {B, S}, 32);
+      std::vector<at::Tensor> loss, grad;
+      for (int fused = 0; fused < 2; ++fused) {
+        const at::Tensor x = logits.clone().requires_grad_(true);
+        const at::Tensor l = fused ? fused_next_token_ce(x, tokens) : next_token_ce_reference(x, tokens);
+        (l * 1.7).backward();
+        loss.push_back(l.detach());
+        grad.push_back(x.grad());
+      }
+      CHECK(loss[0].dim() == 0);
+      CHECK(loss[1].dim() == 0);
+      CHECK(max_abs_diff(loss[0], loss[1]) < tol * 10);
+      CHECK(max_abs_diff(grad[0], grad[1]) < tol);
+      CHECK(grad[1].select(1, S - 1).abs().max().item<double>() == 0.0);  // no target follows the last position
+    }
+  }
+  // A target outside the vocabulary is an error naming it.
+  CHECK_THROWS_WITH(fused_next_token_ce(at::zeros({1, 3, 5}), at::full({1, 3}, 7, at::kLong)), Catch::Contains("target 7"));
+}
+
+TEST_CASE("fused ops: grouped expert SwiGLU equals the per-expert products, forward and gradients", "[models]") {
+  for (const auto dtype : {at::kDouble, at::kFloat}) {
+    const double tol = dtype == at::kDouble ? 1e-12 : 2e-5;
+    INFO("dtype " << c10::toString(dtype));
+    const int64_t E = 4, d = 6, F = 5;
+    const at::Tensor counts = at::tensor(std::vector<int64_t>{3, 0, 5, 2});  // expert 1 gets no rows
+    const int64_t m = 10;
+    compare([&](const auto& t) { return fused_grouped_swiglu(t[0], t[1], t[2], t[3], counts); },
+            [&](const auto& t) { return grouped_swiglu_reference(t[0], t[1], t[2], t[3], counts); },
+            {seeded_randn({m, d}, 41, dtype), seeded_randn({E, d, F}, 42, dtype), seeded_randn({E, d, F}, 43, dtype),
+             seeded_randn({E, F, d}, 44, dtype)},
+            seeded_randn({m, d}, 45, dtype), tol);
+    // The routed form: 10 (token, expert) rows over 6 tokens (tokens repeat, one gets none), weighted.
+    const at::Tensor tokens = at::tensor(std::vector<int64_t>{0, 2, 5, 1, 2, 3, 4, 5, 0, 3});
+    compare([&](const auto& t) { return fused_routed_swiglu(t[0], tokens, t[1], t[2], t[3], t[4], counts); },
+            [&](const auto& t) { return routed_swiglu_reference(t[0], tokens, t[1], t[2], t[3], t[4], counts); },
+            {seeded_randn({7, d}, 46, dtype), seeded_randn({m}, 47, dtype).abs(), seeded_randn({E, d, F}, 42, dtype),
+             seeded_randn({E, d, F}, 43, dtype), seeded_randn({E, F, d}, 44, dtype)},
+            seeded_randn({7, d}, 48, dtype), tol);
   }
 }
 

@@ -1,0 +1,238 @@
+// Grouped expert SwiGLU (fused_experts.h). Expert e owns rows [o, o + n) of xs; with
+// H = [X Wg | X Wu] ([n, 2F]), s = sigmoid(H_gate), A = silu(H_gate) H_up and Y = A Wd:
+//   dWd = A^T dY,  dA = dY Wd^T,  dH = swiglu_backward(H, s, dA),
+//   dWg = X^T dH_gate,  dWu = X^T dH_up,  dX = dH_gate Wg^T + dH_up Wu^T.
+// Every product runs through blas_gemm.h on sub-blocks of whole-batch buffers; experts
+// without rows get zero weight gradients.
+#include "models/fused_experts.h"
+
+#include <ATen/Dispatch.h>
+#include <ATen/ops/cat.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/mm.h>
+#include <ATen/ops/index_add.h>
+#include <ATen/ops/index_select.h>
+#include <ATen/ops/zeros.h>
+#include <ATen/ops/zeros_like.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <algorithm>
+#include <climits>
+#include <vector>
+
+#include "models/blas_gemm.h"
+#include "models/fused_kernels.h"
+#include "models/fused_math.h"
+#include "models/fused_ops.h"
+
+namespace moetb {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+using blas::gemm_rm;
+
+// The experts' forward over xs [m, d] grouped by cnt: returns {h [m, 2F], s [m, F], a [m, F], y [m, d]}.
+std::vector<at::Tensor> experts_forward(const at::Tensor& xs, const at::Tensor& wg, const at::Tensor& wu, const at::Tensor& wd,
+                                        const int64_t* cnt) {
+  const int64_t m = xs.size(0), d = xs.size(1), E = wg.size(0), F = wg.size(2);
+  at::Tensor h = at::empty({m, 2 * F}, xs.options());                                   // [m, 2F] packed gate | up
+  at::Tensor s = at::empty({m, F}, xs.options()), a = at::empty({m, F}, xs.options());  // [m, F] sigmoid(gate), activation
+  at::Tensor y = at::empty({m, d}, xs.options());                                       // [m, d]
+  AT_DISPATCH_FLOATING_TYPES(xs.scalar_type(), "fused_grouped_swiglu", [&] {
+    const scalar_t *X = xs.data_ptr<scalar_t>(), *Wg = wg.data_ptr<scalar_t>(), *Wu = wu.data_ptr<scalar_t>(), *Wd = wd.data_ptr<scalar_t>();
+    scalar_t *H = h.data_ptr<scalar_t>(), *S = s.data_ptr<scalar_t>(), *A = a.data_ptr<scalar_t>(), *Y = y.data_ptr<scalar_t>();
+    const scalar_t one = 1, zero = 0;
+    for (int64_t e = 0, o = 0; e < E; o += cnt[e], ++e) {
+      gemm_rm(false, false, cnt[e], F, d, one, X + o * d, d, Wg + e * d * F, F, zero, H + o * 2 * F, 2 * F);
+      gemm_rm(false, false, cnt[e], F, d, one, X + o * d, d, Wu + e * d * F, F, zero, H + o * 2 * F + F, 2 * F);
+    }
+    fused::swiglu_forward(H, S, A, m, F);
+    for (int64_t e = 0, o = 0; e < E; o += cnt[e], ++e)
+      gemm_rm(false, false, cnt[e], d, F, one, A + o * F, F, Wd + e * F * d, d, zero, Y + o * d, d);
+  });
+  return {h, s, a, y};
+}
+
+// The experts' backward from dy [m, d]: returns {dxs [m, d], dwg, dwu, dwd}.
+std::vector<at::Tensor> experts_backward(const at::Tensor& xs, const at::Tensor& wg, const at::Tensor& wu, const at::Tensor& wd,
+                                         const at::Tensor& h, const at::Tensor& s, const at::Tensor& a, const int64_t* cnt,
+                                         const at::Tensor& dy) {
+  const int64_t m = xs.size(0), d = xs.size(1), E = wg.size(0), F = wg.size(2);
+  at::Tensor da = at::empty({m, F}, xs.options()), dh = at::empty({m, 2 * F}, xs.options()), dx = at::empty({m, d}, xs.options());
+  at::Tensor dwg = at::empty_like(wg), dwu = at::empty_like(wu), dwd = at::empty_like(wd);  // [E, d, F], [E, F, d]
+  AT_DISPATCH_FLOATING_TYPES(xs.scalar_type(), "fused_grouped_swiglu_backward", [&] {
+    const scalar_t *X = xs.data_ptr<scalar_t>(), *Wg = wg.data_ptr<scalar_t>(), *Wu = wu.data_ptr<scalar_t>(), *Wd = wd.data_ptr<scalar_t>(),
+                   *H = h.data_ptr<scalar_t>(), *S = s.data_ptr<scalar_t>(), *A = a.data_ptr<scalar_t>(), *dY = dy.data_ptr<scalar_t>();
+    scalar_t *dA = da.data_ptr<scalar_t>(), *dH = dh.data_ptr<scalar_t>(), *dX = dx.data_ptr<scalar_t>();
+    scalar_t *dWg = dwg.data_ptr<scalar_t>(), *dWu = dwu.data_ptr<scalar_t>(), *dWd = dwd.data_ptr<scalar_t>();
+    const scalar_t one = 1, zero = 0;
+    for (int64_t e = 0, o = 0; e < E; o += cnt[e], ++e) {
+      if (cnt[e] == 0) {  // no rows: zero gradients
+        std::fill(dWd + e * F * d, dWd + (e + 1) * F * d, zero);
+        std::fill(dWg + e * d * F, dWg + (e + 1) * d * F, zero);
+        std::fill(dWu + e * d * F, dWu + (e + 1) * d * F, zero);
+        continue;
+      }
+      gemm_rm(true, false, F, d, cnt[e], one, A + o * F, F, dY + o * d, d, zero, dWd + e * F * d, d);
+      gemm_rm(false, true, cnt[e], F, d, one, dY + o * d, d, Wd + e * F * d, d, zero, dA + o * F, F);
+    }
+    fused::swiglu_backward(H, S, dA, dH, m, F);
+    for (int64_t e = 0, o = 0; e < E; o += cnt[e], ++e) {
+      if (cnt[e] == 0) continue;
+      gemm_rm(true, false, d, F, cnt[e], one, X + o * d, d, dH + o * 2 * F, 2 * F, zero, dWg + e * d * F, F);
+      gemm_rm(true, false, d, F, cnt[e], one, X + o * d, d, dH + o * 2 * F + F, 2 * F, zero, dWu + e * d * F, F);
+      gemm_rm(false, true, cnt[e], d, F, one, dH + o * 2 * F, 2 * F, Wg + e * d * F, F, zero, dX + o * d, d);
+      gemm_rm(false, true, cnt[e], d, F, one, dH + o * 2 * F + F, 2 * F, Wu + e * d * F, F, one, dX + o * d, d);
+    }
+  });
+  return {dx, dwg, dwu, dwd};
+}
+
+struct GroupedSwigluFn : public torch::autograd::Function<GroupedSwigluFn> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& xs_in, const at::Tensor& wg_in, const at::Tensor& wu_in,
+                            const at::Tensor& wd_in, const at::Tensor& counts) {
+    const at::Tensor xs = xs_in.contiguous(), wg = wg_in.contiguous(), wu = wu_in.contiguous(), wd = wd_in.contiguous();
+    const auto f = experts_forward(xs, wg, wu, wd, counts.data_ptr<int64_t>());
+    ctx->save_for_backward({xs, wg, wu, wd, f[0], f[1], f[2]});
+    ctx->saved_data["counts"] = counts;
+    return f[3];
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto v = ctx->get_saved_variables();
+    const at::Tensor counts = ctx->saved_data["counts"].toTensor();
+    const auto g = experts_backward(v[0], v[1], v[2], v[3], v[4], v[5], v[6], counts.data_ptr<int64_t>(), grads[0].contiguous());
+    return {g[0], g[1], g[2], g[3], at::Tensor()};
+  }
+};
+
+// The routed layer: gather x's rows by tokens, the experts, scale by w, add back into [T, d]
+// in row order (the order index_add_ uses, so the sums are the same).
+struct RoutedSwigluFn : public torch::autograd::Function<RoutedSwigluFn> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x_in, const at::Tensor& tokens_in, const at::Tensor& w_in,
+                            const at::Tensor& wg_in, const at::Tensor& wu_in, const at::Tensor& wd_in, const at::Tensor& counts) {
+    const at::Tensor x = x_in.contiguous(), tokens = tokens_in.contiguous(), w = w_in.contiguous();
+    const at::Tensor wg = wg_in.contiguous(), wu = wu_in.contiguous(), wd = wd_in.contiguous();
+    const int64_t T = x.size(0), d = x.size(1), m = tokens.size(0);
+    const int64_t* tk = tokens.data_ptr<int64_t>();
+    at::Tensor xs = at::empty({m, d}, x.options());  // [m, d] gathered rows
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fused_routed_gather", [&] {
+      const scalar_t* X = x.data_ptr<scalar_t>();
+      scalar_t* Xs = xs.data_ptr<scalar_t>();
+      for (int64_t i = 0; i < m; ++i) std::copy(X + tk[i] * d, X + (tk[i] + 1) * d, Xs + i * d);
+    });
+    const auto f = experts_forward(xs, wg, wu, wd, counts.data_ptr<int64_t>());
+    at::Tensor out = at::zeros({T, d}, x.options());  // [T, d]
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fused_routed_combine", [&] {
+      const scalar_t *Y = f[3].data_ptr<scalar_t>(), *W = w.data_ptr<scalar_t>();
+      scalar_t* O = out.data_ptr<scalar_t>();
+      for (int64_t i = 0; i < m; ++i) {
+        scalar_t* o = O + tk[i] * d;
+        const scalar_t* yr = Y + i * d;
+        for (int64_t j = 0; j < d; ++j) o[j] += yr[j] * W[i];
+      }
+    });
+    ctx->save_for_backward({xs, tokens, w, wg, wu, wd, f[0], f[1], f[2], f[3]});
+    ctx->saved_data["counts"] = counts;
+    ctx->saved_data["T"] = T;
+    return out;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto v = ctx->get_saved_variables();
+    const at::Tensor &xs = v[0], &tokens = v[1], &w = v[2], &ys = v[9];
+    const at::Tensor counts = ctx->saved_data["counts"].toTensor();
+    const int64_t T = ctx->saved_data["T"].toInt(), m = xs.size(0), d = xs.size(1);
+    const at::Tensor gout = grads[0].contiguous();  // [T, d]
+    const int64_t* tk = tokens.data_ptr<int64_t>();
+    at::Tensor dys = at::empty({m, d}, xs.options()), dw = at::empty({m}, xs.options());  // [m, d], [m]
+    AT_DISPATCH_FLOATING_TYPES(xs.scalar_type(), "fused_routed_combine_backward", [&] {
+      const scalar_t *G = gout.data_ptr<scalar_t>(), *Y = ys.data_ptr<scalar_t>(), *W = w.data_ptr<scalar_t>();
+      scalar_t *dY = dys.data_ptr<scalar_t>(), *dW = dw.data_ptr<scalar_t>();
+      for (int64_t i = 0; i < m; ++i) {
+        const scalar_t *g = G + tk[i] * d, *yr = Y + i * d;
+        scalar_t* dyr = dY + i * d;
+        for (int64_t j = 0; j < d; ++j) dyr[j] = g[j] * W[i];
+        dW[i] = fused::dot16(g, yr, static_cast<const scalar_t*>(nullptr), d);
+      }
+    });
+    const auto g = experts_backward(xs, v[3], v[4], v[5], v[6], v[7], v[8], counts.data_ptr<int64_t>(), dys);
+    at::Tensor dx = at::zeros({T, d}, xs.options());  // [T, d]
+    AT_DISPATCH_FLOATING_TYPES(xs.scalar_type(), "fused_routed_scatter", [&] {
+      const scalar_t* dXs = g[0].data_ptr<scalar_t>();
+      scalar_t* dX = dx.data_ptr<scalar_t>();
+      for (int64_t i = 0; i < m; ++i) {
+        scalar_t* o = dX + tk[i] * d;
+        const scalar_t* r = dXs + i * d;
+        for (int64_t j = 0; j < d; ++j) o[j] += r[j];
+      }
+    });
+    return {dx, at::Tensor(), dw, g[1], g[2], g[3], at::Tensor()};
+  }
+};
+
+bool counts_cover(const at::Tensor& counts, int64_t E, int64_t m) {
+  if (!counts.device().is_cpu() || counts.scalar_type() != at::kLong || counts.dim() != 1 || counts.size(0) != E || !counts.is_contiguous())
+    return false;
+  int64_t total = 0;
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t c = counts.data_ptr<int64_t>()[e];
+    if (c < 0) return false;
+    total += c;
+  }
+  return total == m;
+}
+
+bool experts_fusable(const at::Tensor& xs, const at::Tensor& w_gate, const at::Tensor& w_up, const at::Tensor& w_down) {
+  const auto dt = xs.scalar_type();
+  return xs.device().is_cpu() && (dt == at::kFloat || dt == at::kDouble) && xs.dim() == 2 && w_gate.dim() == 3 && w_gate.scalar_type() == dt &&
+         w_up.scalar_type() == dt && w_down.scalar_type() == dt && w_up.sizes() == w_gate.sizes() && w_gate.size(1) == xs.size(1) &&
+         w_down.dim() == 3 && w_down.size(0) == w_gate.size(0) && w_down.size(1) == w_gate.size(2) && w_down.size(2) == xs.size(1) &&
+         w_gate.device().is_cpu() && w_up.device().is_cpu() && w_down.device().is_cpu() && xs.size(0) <= INT_MAX &&
+         2 * w_gate.size(2) <= INT_MAX && xs.size(1) <= INT_MAX;
+}
+
+}  // namespace
+
+at::Tensor grouped_swiglu_reference(const at::Tensor& xs, const at::Tensor& w_gate, const at::Tensor& w_up, const at::Tensor& w_down,
+                                    const at::Tensor& counts) {
+  const std::vector<at::Tensor> gate_up = at::cat({w_gate, w_up}, 2).unbind(0), down = w_down.unbind(0);  // [d, 2F] per expert
+  const at::Tensor c = counts.cpu();
+  const int64_t* count = c.data_ptr<int64_t>();
+  std::vector<at::Tensor> parts;  // per expert with rows: [count_e, d]
+  for (int64_t e = 0, offset = 0; e < w_gate.size(0); offset += count[e], ++e) {
+    if (count[e] == 0) continue;
+    const auto i = static_cast<std::size_t>(e);
+    parts.push_back(at::mm(fused_swiglu_act(at::mm(xs.narrow(0, offset, count[e]), gate_up[i])), down[i]));
+  }
+  return parts.empty() ? at::zeros({0, xs.size(1)}, xs.options()) : at::cat(parts, 0);
+}
+
+at::Tensor fused_grouped_swiglu(const at::Tensor& xs, const at::Tensor& w_gate, const at::Tensor& w_up, const at::Tensor& w_down,
+                                const at::Tensor& counts) {
+  if (!experts_fusable(xs, w_gate, w_up, w_down) || xs.size(0) == 0 || !counts_cover(counts, w_gate.size(0), xs.size(0)))
+    return grouped_swiglu_reference(xs, w_gate, w_up, w_down, counts);
+  return GroupedSwigluFn::apply(xs, w_gate, w_up, w_down, counts);
+}
+
+at::Tensor routed_swiglu_reference(const at::Tensor& x, const at::Tensor& tokens, const at::Tensor& w, const at::Tensor& w_gate,
+                                   const at::Tensor& w_up, const at::Tensor& w_down, const at::Tensor& counts) {
+  const at::Tensor ys = grouped_swiglu_reference(x.index_select(0, tokens), w_gate, w_up, w_down, counts);  // [m, d]
+  return at::zeros_like(x).index_add(0, tokens, ys.mul(w.unsqueeze(1)));
+}
+
+at::Tensor fused_routed_swiglu(const at::Tensor& x, const at::Tensor& tokens, const at::Tensor& w, const at::Tensor& w_gate,
+                               const at::Tensor& w_up, const at::Tensor& w_down, const at::Tensor& counts) {
+  const int64_t m = tokens.dim() == 1 ? tokens.size(0) : -1;
+  bool ok = experts_fusable(x, w_gate, w_up, w_down) && m > 0 && tokens.scalar_type() == at::kLong && tokens.device().is_cpu() &&
+            w.dim() == 1 && w.size(0) == m && w.scalar_type() == x.scalar_type() && w.device().is_cpu() &&
+            counts_cover(counts, w_gate.size(0), m);
+  if (ok) {
+    const at::Tensor t = tokens.contiguous();
+    const int64_t* tk = t.data_ptr<int64_t>();
+    for (int64_t i = 0; i < m && ok; ++i) ok = tk[i] >= 0 && tk[i] < x.size(0);
+  }
+  if (!ok) return routed_swiglu_reference(x, tokens, w, w_gate, w_up, w_down, counts);
+  return RoutedSwigluFn::apply(x, tokens, w, w_gate, w_up, w_down, counts);
+}
+
+}  // namespace moetb

@@ -1,0 +1,92 @@
+// Branch-free elementwise maths for the fused CPU loops (fused_ops.cpp, fused_attention.cpp):
+// exp of a non-positive float by Cephes' expf reduction and polynomial (about 1 ulp), the
+// logistic sigmoid built on it, and 16-lane sum and max reductions that the compiler turns
+// into vector code without -ffast-math (each lane keeps its own order; lanes are summed at the
+// end). Double precision goes through std::exp (the float64 tests compare to 1e-12).
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+namespace moetb::fused {
+
+// exp(x) for x <= 0: 2^n e^r, n = round(x log2 e) by the 1.5 * 2^23 trick, |r| <= ln2 / 2.
+// Below -87 it returns exp(-87) ~ 1.6e-38 instead of smaller values or 0.
+__attribute__((always_inline)) inline float exp_nonpositive(float x) {
+  x = x < -87.0f ? -87.0f : x;
+  const float t = x * 1.44269504088896341f + 12582912.0f;
+  const float n = t - 12582912.0f;
+  const float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float y = p * r * r + r + 1.0f;
+  int32_t ti;
+  std::memcpy(&ti, &t, sizeof ti);
+  const int32_t bits = (ti - 0x4B400000 + 127) * (1 << 23);  // 2^n: t's low mantissa bits hold n
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return y * scale;
+}
+__attribute__((always_inline)) inline double exp_nonpositive(double x) { return std::exp(x); }
+
+// 1 / (1 + exp(-a)) from e = exp(-|a|): 1 / (1 + e) for a >= 0, e / (1 + e) below.
+template <typename T>
+__attribute__((always_inline)) inline T sigmoid(T a) {
+  const T e = exp_nonpositive(a < 0 ? a : -a);
+  return (a < 0 ? e : T(1)) / (T(1) + e);
+}
+
+template <typename T>
+__attribute__((always_inline)) inline T sum16(const T* x, int64_t n) {
+  T acc[16] = {};
+  int64_t c = 0;
+  for (; c + 16 <= n; c += 16)
+    for (int j = 0; j < 16; ++j) acc[j] += x[c + j];
+  for (; c < n; ++c) acc[0] += x[c];
+  T s = 0;
+  for (int j = 0; j < 16; ++j) s += acc[j];
+  return s;
+}
+
+// sum of a[i] b[i] (c: optional third factor, nullptr for none).
+template <typename T>
+__attribute__((always_inline)) inline T dot16(const T* a, const T* b, const T* c, int64_t n) {
+  T acc[16] = {};
+  int64_t i = 0;
+  if (c != nullptr) {
+    for (; i + 16 <= n; i += 16)
+      for (int j = 0; j < 16; ++j) acc[j] += a[i + j] * b[i + j] * c[i + j];
+    for (; i < n; ++i) acc[0] += a[i] * b[i] * c[i];
+  } else {
+    for (; i + 16 <= n; i += 16)
+      for (int j = 0; j < 16; ++j) acc[j] += a[i + j] * b[i + j];
+    for (; i < n; ++i) acc[0] += a[i] * b[i];
+  }
+  T s = 0;
+  for (int j = 0; j < 16; ++j) s += acc[j];
+  return s;
+}
+
+template <typename T>
+__attribute__((always_inline)) inline T max16(const T* x, int64_t n) {  // n >= 1
+  if (n < 16) {
+    T m = x[0];
+    for (int64_t c = 1; c < n; ++c) m = x[c] > m ? x[c] : m;
+    return m;
+  }
+  T acc[16];
+  for (int j = 0; j < 16; ++j) acc[j] = x[j];
+  int64_t c = 16;
+  for (; c + 16 <= n; c += 16)
+    for (int j = 0; j < 16; ++j) acc[j] = x[c + j] > acc[j] ? x[c + j] : acc[j];
+  T m = acc[0];
+  for (int j = 1; j < 16; ++j) m = acc[j] > m ? acc[j] : m;
+  for (; c < n; ++c) m = x[c] > m ? x[c] : m;
+  return m;
+}
+
+}  // namespace moetb::fused

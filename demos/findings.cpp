@@ -151,7 +151,7 @@ DemoFindings capacity_findings(const DemoRuns& r) {
   std::vector<ResultRow> storage;
   f.look_for.push_back(claim(two_columns(r, 0, "val_bits", "dropless.val_bits", "x", &storage), 0, 1, "x",
                              "The capacity-trained model alone, evaluated with capacity and then dropless (val_bits)",
-                             "with capacity", "dropless") +
+                             "evaluation with capacity", "dropless evaluation") +
                        " This is what dropping at evaluation costs, apart from what training with capacity did.");
   f.look_for.push_back(claim(r, 0, 1, "dropless.rs", "Specialization (RS) of the router's own choices, both evaluated dropless", a, b));
   f.look_for.push_back(claim(r, 0, 1, "rs", "RS as each routes in training (for the capacity run: of the assignments that survived "
@@ -251,7 +251,7 @@ DemoFindings expert_choice_findings(const DemoRuns& r) {
   const DemoRuns own = two_columns(r, 1, "val_bits", "dropless.val_bits", "x", &storage);
   const Effect own_effect = effect(own, 0, 1, "x");
   f.look_for.push_back(claim(own, 0, 1, "x", "Expert choice alone, evaluated over the batch and then causally (val_bits)",
-                             "over the batch", "causal"));
+                             "batch-wide evaluation", "causal evaluation"));
   std::string verdict;
   if (loss.higher_a() && !causal.higher_a())
     verdict = "Expert choice's lower loss over the batch does not survive causal evaluation: part of it came from information a "

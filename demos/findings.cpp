@@ -160,6 +160,7 @@ DemoFindings capacity_findings(const DemoRuns& r) {
   f.look_for.push_back(claim(r, 0, 1, "load.max_vio", "Load (max_vio) as each routes in training", a, b) +
                        " Capacity caps the load by discarding the overflow.");
   const Effect rs = effect(r, 0, 1, "dropless.rs");
+  const Effect rs_train = effect(r, 0, 1, "rs");
   std::string verdict;
   if (rs.higher_b())
     verdict = "Training with strict capacity specialized less here (" + seeds_phrase(rs) +
@@ -168,6 +169,9 @@ DemoFindings capacity_findings(const DemoRuns& r) {
     verdict = std::string(rs.higher_a() ? "Training with strict capacity specialized more here (both evaluated dropless), against the "
                                           "MoE Routing Testbed's report. "
                                         : "With both evaluated dropless, the difference in specialization is within seed noise here. ");
+  if (rs_train.higher_b() && !rs.real() && rs.diff.n >= 2)
+    verdict += "The lower RS of the capacity run's training-time trace therefore comes from dropping at evaluation, not from "
+               "what training with capacity did to the router. ";
   f.meaning = verdict +
               "What is compared: the dropless numbers evaluate both models the same way (every token keeps its router's top-2), "
               "so they show what training with capacity did to the router and the experts; the numbers as each routes in "

@@ -1,4 +1,5 @@
-// The Router base: config validation, the checking entry point route(), and the auxiliary
+// The Router base: config validation, the checking entry points route() and route_per_token()
+// (evaluation routing that depends on each token alone), and the auxiliary
 // losses shared by the learned routers: Switch load balancing (arXiv 2101.03961,
 // E * sum_e f_e * P_e) over the micro-batch and the ST-MoE router z-loss (arXiv
 // 2202.08906). The sequence and global-batch scopes live in routers/balance.cpp.

@@ -184,6 +184,7 @@ TEST_CASE("demos: capacity and expert choice state the dropless numbers beside t
   CHECK(ttu::contains(fc, "higher for evaluation with capacity in every seed"));  // 3.6 -> 3.5: dropping at evaluation costs loss
   CHECK(ttu::contains(fc, "With both evaluated dropless, the difference in specialization is within seed noise"));
   CHECK_FALSE(ttu::contains(fc, "specialized less here"));
+  CHECK(ttu::contains(fc, "therefore comes from dropping at evaluation"));
   const std::string tc = demo_table(cap, table(cap, {{{"rs", 0.15}, {"dropless.rs", 0.25}}, {{"rs", 0.25}, {"dropless.rs", 0.25}}}, "rs", noise));
   CHECK(ttu::contains(tc, "dropless.rs"));
   CHECK(ttu::contains(tc, "dropless.val_bits: val_bits evaluated dropless"));

@@ -257,13 +257,18 @@ DemoFindings expert_choice_findings(const DemoRuns& r) {
   f.look_for.push_back(claim(own, 0, 1, "x", "Expert choice alone, evaluated over the batch and then causally (val_bits)",
                              "batch-wide evaluation", "causal evaluation"));
   std::string verdict;
-  if (loss.higher_a() && !causal.higher_a())
+  if (loss.higher_a() && causal.diff.n < 2)
+    verdict = "Expert choice's lower loss over the batch may partly come from information a causal model cannot have (these runs "
+              "have no causal evaluation to tell). ";
+  else if (loss.higher_a() && !causal.higher_a())
     verdict = "Expert choice's lower loss over the batch does not survive causal evaluation: part of it came from information a "
               "causal model cannot have. ";
   else if (causal.higher_a())
     verdict = "Expert choice keeps a lower loss than top-k even when evaluated causally " + seeds_phrase(causal) + ". ";
-  else if (own_effect.higher_b())
-    verdict = "Evaluated causally, expert choice is worse on loss than with its own batch-wide routing " + seeds_phrase(own_effect) +
+  else if (causal.higher_b())
+    verdict = "Evaluated causally, the like-with-like comparison, expert choice is worse on loss than top-k " + seeds_phrase(causal) + ". ";
+  if (own_effect.higher_b())
+    verdict += "Evaluated causally, expert choice is worse on loss than with its own batch-wide routing " + seeds_phrase(own_effect) +
               ": the model learned to rely on choices a decoder cannot make. ";
   f.meaning =
       verdict +

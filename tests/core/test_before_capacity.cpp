@@ -197,4 +197,11 @@ TEST_CASE("demos: capacity and expert choice state the dropless numbers beside t
   CHECK(ttu::contains(fe, "Loss with expert choice evaluated causally"));
   CHECK(ttu::contains(fe, "does not survive causal evaluation"));
   CHECK(ttu::contains(fe, "Expert choice alone, evaluated over the batch and then causally"));
+  CHECK(ttu::contains(fe, "worse on loss than with its own batch-wide routing in every seed"));
+  // No difference over the batch, worse causally than top-k: said as such.
+  const std::string fe2 = joined(demo_findings(ec, table(ec, {{{"val_bits", 3.6}, {"dropless.val_bits", 3.6}},
+                                                              {{"val_bits", 3.6}, {"dropless.val_bits", 3.7}}},
+                                                         "val_bits", noise)));
+  CHECK(ttu::contains(fe2, "expert choice is worse on loss than top-k in every seed"));
+  CHECK_FALSE(ttu::contains(fe2, "does not survive"));
 }

@@ -2,6 +2,8 @@
 // directories of shards): a readable per-layer table, or the JSON schema with --json.
 // --per-domain adds, per layer and domain, RS_d, the normalised routing entropy
 // H(p_d) / log E and the top experts by share p_d(e), under "per_domain" (an addition).
+// --before-capacity measures moetb's optional layers.{l}.experts_before_capacity instead: the
+// router's choices before a capacity limit dropped some (docs/trace-format.md).
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -102,7 +104,7 @@ void add_metrics(CLI::App& app) {
   auto* cmd = app.add_subcommand("metrics", "Compute the routing metrics of a trace");
   struct Args {
     std::vector<std::string> traces;
-    bool json = false, per_domain = false, force = false;
+    bool json = false, per_domain = false, force = false, before_capacity = false;
     std::string out = "-", layers, reference;
     int groups = 8, threads = 0, top = 4;
   };
@@ -118,6 +120,9 @@ void add_metrics(CLI::App& app) {
   cmd->add_flag("--per-domain", a->per_domain,
                 "Per layer and domain: RS_d, routing entropy, top experts (table rows; JSON per_domain.NAME.layers)");
   cmd->add_option("--top", a->top, "Top experts listed per domain and layer with --per-domain")->capture_default_str();
+  cmd->add_flag("--before-capacity", a->before_capacity,
+                "Measure the router's choices before capacity dropped some (layers.L.experts_before_capacity, written "
+                "by moetb train where a capacity limit applied at evaluation)");
   cmd->callback([a] {
     if (a->top < 1 || a->top > 65536) throw std::invalid_argument("--top must lie in [1, 65536]");
     std::vector<std::string> inputs = a->traces;
@@ -129,7 +134,7 @@ void add_metrics(CLI::App& app) {
     options.threads = a->threads;
     if (!a->layers.empty()) options.layers = parse_layer_ranges(a->layers);
     if (!a->reference.empty()) options.reference_groups = parse_reference_groups(a->reference);
-    const Trace trace(resolve_trace_paths(a->traces));
+    const Trace trace(resolve_trace_paths(a->traces), a->before_capacity ? ExpertsTensor::kBeforeCapacity : ExpertsTensor::kRouted);
     const TraceMetrics m = compute_trace_metrics(trace, options);
     nlohmann::json j = metrics_to_json(m);
     if (a->per_domain) add_domain_breakdown(m, a->top, &j);

@@ -83,7 +83,7 @@ std::vector<Demo> make_catalogue() {
                spec("capacity", R"("val_bits", "rs", "di", "load.max_vio")", "", "router.name = \"topk\"\n",
                     "[[axes]]\nrouter.capacity_factor = [1.0, 0.0]\n"),
                {"capacity 1.0, dropping", "dropless"},
-               {"val_bits", "train.dropped", "eval.dropped", "eval.no_expert", "load.max_vio", "rs", "di"},
+               {"val_bits", "dropless.val_bits", "train.dropped", "eval.dropped", "rs", "dropless.rs", "dropless.di", "load.max_vio"},
                nullptr});
   d.push_back({"oracle", "the domain oracle (upper bound) and random routing (floor) beside a learned top-k router",
                "Three settings on the same data: the oracle router (each domain restricted to its own block of 2 "
@@ -99,7 +99,7 @@ std::vector<Demo> make_catalogue() {
                spec("expert-choice", R"("val_bits", "rs", "load.max_vio", "load.utilization")", "", "",
                     "[[axes]]\nrouter.name = [\"topk\", \"expert_choice\"]\n"),
                {"top-k (token choice)", "expert choice"},
-               {"val_bits", "load.max_vio", "load.utilization", "eval.experts_max", "eval.no_expert", "rs"},
+               {"val_bits", "dropless.val_bits", "load.max_vio", "load.utilization", "eval.experts_max", "eval.no_expert", "rs", "dropless.rs"},
                nullptr});
   for (auto& demo : d) {
     const sweeps::SweepSpec parsed = parse_spec(demo.spec, "demo " + demo.name);
@@ -261,6 +261,9 @@ std::string demo_column_help(const std::string& column) {
       {"eval.dropped", "share of assignments dropped on the held-out set"},
       {"eval.no_expert", "share of held-out tokens that got no expert in a layer"},
       {"eval.experts_max", "most experts any held-out token got in a layer"},
+      {"dropless.val_bits", "val_bits evaluated dropless: no capacity limit, expert choice causal (each token its own top-k')"},
+      {"dropless.rs", "rs of the dropless evaluation's routing"},
+      {"dropless.di", "di of the dropless evaluation's routing"},
   };
   const auto it = help.find(column);
   return it == help.end() ? "" : it->second;

@@ -28,6 +28,31 @@ void note_missing(const DemoRuns& r, DemoFindings& f) {
   }
 }
 
+// One label's two columns as two labels over the same seeds (column `as` in both), so that claim()
+// pairs by seed one model measured two ways. The returned runs point into *storage.
+DemoRuns two_columns(const DemoRuns& r, std::size_t label, const std::string& col_a, const std::string& col_b, const std::string& as,
+                     std::vector<ResultRow>* storage) {
+  DemoRuns out;
+  out.labels = {"a", "b"};
+  out.seeds = r.seeds;
+  out.rows.assign(2, std::vector<const ResultRow*>(r.seeds.size(), nullptr));
+  storage->clear();
+  storage->reserve(2 * r.seeds.size());  // no reallocation: the pointers below stay valid
+  for (std::size_t s = 0; label < r.rows.size() && s < r.rows[label].size(); ++s) {
+    const ResultRow* row = r.rows[label][s];
+    if (row == nullptr) continue;
+    for (std::size_t side = 0; side < 2; ++side) {
+      ResultRow copy;
+      copy.status = row->status;
+      const auto it = row->values.find(side == 0 ? col_a : col_b);
+      if (it != row->values.end()) copy.values[as] = it->second;
+      storage->push_back(copy);
+      out.rows[side][s] = &storage->back();
+    }
+  }
+  return out;
+}
+
 std::string seeds_phrase(const Effect& e) {
   return e.diff.agree() == e.diff.n ? "in every seed" : "in " + std::to_string(e.diff.agree()) + " of " + std::to_string(e.diff.n) + " seeds";
 }
@@ -108,6 +133,8 @@ DemoFindings scope_findings(const DemoRuns& r) {
 }
 
 // ---- capacity: 0 = capacity factor 1.0, 1 = dropless --------------------------------------
+// Columns "X" are each run evaluated with its training routing (the capacity run drops at
+// evaluation too); "dropless.X" both evaluated dropless (demos.h), the like-with-like numbers.
 
 DemoFindings capacity_findings(const DemoRuns& r) {
   DemoFindings f;
@@ -118,24 +145,43 @@ DemoFindings capacity_findings(const DemoRuns& r) {
                        pct(r.mean(0, "eval.no_expert")) +
                        " of the tokens got no expert at all in a layer (they pass through the residual only). "
                        "Dropless drops nothing (" + pct(r.mean(1, "eval.dropped")) + ").");
-  f.look_for.push_back(claim(r, 0, 1, "rs", "Specialization (RS)", a, b));
-  f.look_for.push_back(claim(r, 0, 1, "di", "Domain isolation (DI)", a, b));
-  f.look_for.push_back(claim(r, 0, 1, "val_bits", "Loss (val_bits)", a, b));
-  f.look_for.push_back(claim(r, 0, 1, "load.max_vio", "Load (max_vio)", a, b) + " Capacity caps the load by discarding the overflow.");
-  const Effect rs = effect(r, 0, 1, "rs");
+  f.look_for.push_back(claim(r, 0, 1, "dropless.val_bits", "Loss (val_bits) with both evaluated dropless (the capacity-trained "
+                             "model with its limit switched off at evaluation, so only the training differs)", a, b));
+  f.look_for.push_back(claim(r, 0, 1, "val_bits", "Loss as each routes in training (the capacity run also drops at evaluation)", a, b));
+  std::vector<ResultRow> storage;
+  f.look_for.push_back(claim(two_columns(r, 0, "val_bits", "dropless.val_bits", "x", &storage), 0, 1, "x",
+                             "The capacity-trained model alone, evaluated with capacity and then dropless (val_bits)",
+                             "evaluation with capacity", "dropless evaluation") +
+                       " This is what dropping at evaluation costs, apart from what training with capacity did.");
+  f.look_for.push_back(claim(r, 0, 1, "dropless.rs", "Specialization (RS) of the router's own choices, both evaluated dropless", a, b));
+  f.look_for.push_back(claim(r, 0, 1, "rs", "RS as each routes in training (for the capacity run: of the assignments that survived "
+                             "the drops; the dropped ones are missing from its trace)", a, b));
+  f.look_for.push_back(claim(r, 0, 1, "dropless.di", "Domain isolation (DI), both evaluated dropless", a, b));
+  f.look_for.push_back(claim(r, 0, 1, "load.max_vio", "Load (max_vio) as each routes in training", a, b) +
+                       " Capacity caps the load by discarding the overflow.");
+  const Effect rs = effect(r, 0, 1, "dropless.rs");
+  const Effect rs_train = effect(r, 0, 1, "rs");
   std::string verdict;
   if (rs.higher_b())
-    verdict = "Strict capacity specialized less here (" + seeds_phrase(rs) + "), as the MoE Routing Testbed (arXiv 2604.07030) reports. ";
+    verdict = "Training with strict capacity specialized less here (" + seeds_phrase(rs) +
+              ", both evaluated dropless), as the MoE Routing Testbed (arXiv 2604.07030) reports. ";
   else if (rs.diff.n >= 2)
-    verdict = std::string(rs.higher_a() ? "Strict capacity specialized more here, against the MoE Routing Testbed's report. "
-                                        : "The difference in specialization is within seed noise here. ");
+    verdict = std::string(rs.higher_a() ? "Training with strict capacity specialized more here (both evaluated dropless), against the "
+                                          "MoE Routing Testbed's report. "
+                                        : "With both evaluated dropless, the difference in specialization is within seed noise here. ");
+  if (rs_train.higher_b() && !rs.real() && rs.diff.n >= 2)
+    verdict += "The lower RS of the capacity run's training-time trace therefore comes from dropping at evaluation, not from "
+               "what training with capacity did to the router. ";
   f.meaning = verdict +
-              "Note what is compared: the capacity run is also evaluated with capacity, so its routing trace holds the "
-              "assignments that survived the drops, not the router's own choices. The expected mechanism: when a domain's "
-              "experts are full, its extra tokens are dropped or must go elsewhere, so the router is pushed away from the "
-              "experts that fit the domain best. Capacity buys a fixed compute and memory budget per expert, which matters "
-              "for parallel training, at the price of dropped tokens; dropless kernels (sorted dispatch, as in moetb) avoid "
-              "the price.";
+              "What is compared: the dropless numbers evaluate both models the same way (every token keeps its router's top-2), "
+              "so they show what training with capacity did to the router and the experts; the numbers as each routes in "
+              "training add, for the capacity run, the tokens it drops at evaluation, and its trace then holds only the "
+              "assignments that survived (the router's choices before the drop are kept beside them, "
+              "layers.{l}.experts_before_capacity, for moetb metrics --before-capacity). The expected mechanism: when a "
+              "domain's experts are full, its extra tokens are dropped or must go elsewhere, so the router is pushed away "
+              "from the experts that fit the domain best. Capacity buys a fixed compute and memory budget per expert, which "
+              "matters for parallel training, at the price of dropped tokens; dropless kernels (sorted dispatch, as in "
+              "moetb) avoid the price.";
   return f;
 }
 
@@ -178,6 +224,8 @@ DemoFindings oracle_findings(const DemoRuns& r) {
 }
 
 // ---- expert-choice: 0 = top-k, 1 = expert choice ------------------------------------------
+// "dropless.X": expert choice evaluated causally (each token its own top-k' = 2 by the router's
+// scores, docs/routers.md); top-k routes each token on its own anyway, so its dropless.X is X.
 
 DemoFindings expert_choice_findings(const DemoRuns& r) {
   DemoFindings f;
@@ -193,21 +241,44 @@ DemoFindings expert_choice_findings(const DemoRuns& r) {
                        num(r.mean(1, "eval.experts_mean")) + "), and " + pct(r.mean(1, "eval.no_expert")) +
                        " of the held-out tokens got no expert in a layer: whether a token is picked depends on how its "
                        "score ranks among all the other tokens of its batch.");
-  f.look_for.push_back(claim(r, 0, 1, "rs", "Specialization (RS)", a, b) +
+  f.look_for.push_back(claim(r, 0, 1, "rs", "Specialization (RS), expert choice routed as it trains", a, b) +
                        " Every expert must take its quota from every batch, whatever domains the batch holds.");
+  f.look_for.push_back(claim(r, 0, 1, "dropless.rs", "RS with expert choice routed causally (each token its own 2 best experts)", a, b));
   const Effect loss = effect(r, 0, 1, "val_bits");
-  f.look_for.push_back(claim(r, 0, 1, "val_bits", "Loss (val_bits)", a, b) +
-                       " These are not comparable one-to-one: expert choice was evaluated the way it trains, ranking each "
-                       "token against the whole evaluation batch, later tokens included" +
-                       (loss.higher_a() ? ", so part of its lower loss may come from information a causal model cannot have."
-                                        : "."));
+  f.look_for.push_back(claim(r, 0, 1, "val_bits", "Loss (val_bits) with expert choice evaluated as it trains: each token ranked "
+                             "against the whole evaluation batch, later tokens included (not causal)", a, b));
+  const Effect causal = effect(r, 0, 1, "dropless.val_bits");
+  f.look_for.push_back(claim(r, 0, 1, "dropless.val_bits", "Loss with expert choice evaluated causally (each token its own 2 "
+                             "highest-scoring experts, the mean expert choice gives; docs/routers.md), the like-with-like "
+                             "comparison with top-k", a, b));
+  std::vector<ResultRow> storage;
+  const DemoRuns own = two_columns(r, 1, "val_bits", "dropless.val_bits", "x", &storage);
+  const Effect own_effect = effect(own, 0, 1, "x");
+  f.look_for.push_back(claim(own, 0, 1, "x", "Expert choice alone, evaluated over the batch and then causally (val_bits)",
+                             "batch-wide evaluation", "causal evaluation"));
+  std::string verdict;
+  if (loss.higher_a() && causal.diff.n < 2)
+    verdict = "Expert choice's lower loss over the batch may partly come from information a causal model cannot have (these runs "
+              "have no causal evaluation to tell). ";
+  else if (loss.higher_a() && !causal.higher_a())
+    verdict = "Expert choice's lower loss over the batch does not survive causal evaluation: part of it came from information a "
+              "causal model cannot have. ";
+  else if (causal.higher_a())
+    verdict = "Expert choice keeps a lower loss than top-k even when evaluated causally " + seeds_phrase(causal) + ". ";
+  else if (causal.higher_b())
+    verdict = "Evaluated causally, the like-with-like comparison, expert choice is worse on loss than top-k " + seeds_phrase(causal) + ". ";
+  if (own_effect.higher_b())
+    verdict += "Evaluated causally, expert choice is worse on loss than with its own batch-wide routing " + seeds_phrase(own_effect) +
+              ": the model learned to rely on choices a decoder cannot make. ";
   f.meaning =
+      verdict +
       "Why expert choice is not causal: expert e takes the C tokens of the batch with the highest scores for e. Whether "
       "token t is among them depends on the scores of every other token in the batch: the later tokens of t's own "
       "sequence, which do not exist yet when t is generated, and the tokens of other sequences, which a single user's "
-      "request never sees. Autoregressive generation therefore cannot reproduce the routing the model was trained with. "
-      "Perfect balance comes from looking at the whole batch, which is exactly what a decoder may not do; causal "
-      "routers (token choice with balancing, or the aux-loss-free bias) must reach balance by learning instead.";
+      "request never sees. Autoregressive generation therefore cannot reproduce the routing the model was trained with; "
+      "the causal numbers use a rule a decoder can run. Perfect balance comes from looking at the whole batch, which is "
+      "exactly what a decoder may not do; causal routers (token choice with balancing, or the aux-loss-free bias) must "
+      "reach balance by learning instead.";
   return f;
 }
 

@@ -1,6 +1,7 @@
 // One demo end to end (see run_demo.h): plan, dataset, runs, collect, extras, table, findings,
 // reports. The figures beyond result.json come from the run's own files: the training log's
-// last steps, and how many experts each held-out token got in the final routing trace.
+// last steps, how many experts each held-out token got in the final routing trace, and the
+// dropless columns of runs whose training routing is already dropless (run.json's config).
 #include "demos/run_demo.h"
 
 #include <algorithm>
@@ -60,6 +61,26 @@ void add_trace_extras(const fs::path& train_dir, ResultRow& row) {
   if (row.router != "expert_choice") row.values["eval.dropped"] = dropped / tokens;  // its K = E slots are not "k chosen"
 }
 
+// A run evaluated only as it trains whose training routing is already dropless and per token
+// (no capacity limit, not expert choice; eval.routing "auto" records no second evaluation for it,
+// and any other eval.routing evaluates it the same way):
+// its dropless.* columns are its own numbers, so every run of a demo has them.
+void add_dropless_extras(const fs::path& train_dir, ResultRow& row) {
+  for (const auto& [k, v] : row.values)
+    if (k.rfind("dropless.", 0) == 0) return;  // it has its own dropless evaluation
+  const std::optional<runs::RunInfo> info = runs::read_run_info(train_dir);
+  if (!info) return;
+  const nlohmann::json router = info->config.value("router", nlohmann::json::object());
+  const std::string name = router.is_object() ? router.value("name", std::string("topk")) : "topk";
+  const double capacity = router.is_object() && router.value("capacity_factor", nlohmann::json(0.0)).is_number()
+                              ? router["capacity_factor"].get<double>() : 0.0;
+  if (name == "expert_choice" || capacity > 0.0) return;
+  std::map<std::string, double> extra;
+  for (const auto& [k, v] : row.values)
+    if (k != "wall_s" && k != "floor_bits" && k != "unigram_bits" && k != "gap_closed") extra["dropless." + k] = v;
+  row.values.insert(extra.begin(), extra.end());
+}
+
 // One report per finished run of the first seed (DIR/run-SLUG.html), the other settings of the
 // same seed beside it in the metric table (a report per seed would repeat the same picture).
 // Returns (label, file name) of each report written.
@@ -106,6 +127,11 @@ void add_extras(const SweepDir& dir, ResultsTable& table, std::ostream& err) {
   for (ResultRow& row : table.rows) {
     if (row.status != "ok") continue;
     const fs::path train = dir.train_dir(row.entry.id);
+    try {
+      add_dropless_extras(train, row);  // before the extras below: only result.json's columns
+    } catch (const std::exception& e) {
+      err << "moetb demo: warning: cannot read the run record of " << train.string() << ": " << e.what() << "\n";
+    }
     for (const auto& [k, v] : train_log_extras(train / runs::kLogFile)) row.values[k] = v;
     try {
       add_trace_extras(train, row);

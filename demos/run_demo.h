@@ -32,8 +32,10 @@ struct DemoRunOptions {
 int run_demo(const DemoRunOptions& options, std::ostream& out, std::ostream& err);
 
 // Adds each finished run's training-log tail (train_log_extras) and routing-trace figures
-// (eval.experts_mean, eval.experts_max, eval.no_expert, eval.dropped) to its result row;
-// a trace that cannot be read gives a warning on `err` and no figures.
+// (eval.experts_mean, eval.experts_max, eval.no_expert, eval.dropped) to its result row, and
+// for a run whose training routing is already dropless and per token (no capacity, not expert
+// choice) its own numbers as its dropless.* columns; a trace that cannot be read gives a
+// warning on `err` and no figures.
 void add_extras(const sweeps::SweepDir& dir, ResultsTable& table, std::ostream& err);
 
 }  // namespace moetb::demos

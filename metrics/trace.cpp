@@ -205,7 +205,7 @@ const TensorInfo& require(const SafetensorsHeader& h, const std::string& name, c
 
 }  // namespace
 
-Trace::Trace(const std::vector<std::string>& paths) {
+Trace::Trace(const std::vector<std::string>& paths, ExpertsTensor which) {
   for (const auto& p : paths) {
     std::error_code ec;
     if (fs::is_directory(p, ec)) {
@@ -268,7 +268,15 @@ Trace::Trace(const std::vector<std::string>& paths) {
     std::vector<int64_t> ks;
     for (int l = 0; l < n_layers; ++l) {
       const std::string base = "layers." + std::to_string(l);
-      const TensorInfo& t = require(h, base + ".experts", label);
+      const TensorInfo& routed = require(h, base + ".experts", label);
+      const bool before = which == ExpertsTensor::kBeforeCapacity;
+      const std::string before_name = base + "." + kBeforeCapacitySuffix;
+      if (before && h.find(before_name) == nullptr)
+        fail(label, before_name, "this trace has no choices before capacity (moetb train writes them only where a "
+                                 "capacity limit applied at evaluation)");
+      const TensorInfo& t = before ? *h.find(before_name) : routed;
+      if (before && t.shape != routed.shape)
+        fail(label, t.name, "shape " + shape_str(t.shape) + " differs from " + routed.name + "'s " + shape_str(routed.shape));
       LayerView lv;
       shard->layer_bytes.push_back({h.data_start + t.begin, h.data_start + t.end});
       if (t.shape.size() != 2 || t.shape[0] != v.n_tokens)
@@ -293,7 +301,7 @@ Trace::Trace(const std::vector<std::string>& paths) {
         *data = shard->file->data() + h.data_start + o->begin;  // read with memcpy: no alignment needed
         *dtype = o->dtype;
       };
-      optional_float(base + ".weights", lv.k, &lv.weights, &lv.weights_dtype);
+      if (!before) optional_float(base + ".weights", lv.k, &lv.weights, &lv.weights_dtype);  // after the drop
       optional_float(base + ".probs", meta.num_experts, &lv.probs, &lv.probs_dtype);
       v.layers.push_back(lv);
       ks.push_back(lv.k);
@@ -363,6 +371,15 @@ ShardView TraceData::shard(std::size_t /*i*/) const {
   return v;
 }
 
+TraceData TraceData::before_capacity() const {
+  if (experts_before_capacity.size() != experts.size() || experts.empty())
+    throw TraceError("<memory>: layers.0." + std::string(kBeforeCapacitySuffix) + ": this trace has no choices before capacity");
+  TraceData out = *this;
+  out.experts = experts_before_capacity;
+  out.experts_before_capacity.clear();
+  return out;
+}
+
 // ---------------------------------------------------------------- writing
 
 std::vector<TensorSpec> trace_tensor_specs(const TraceShardLayout& layout) {
@@ -375,6 +392,7 @@ std::vector<TensorSpec> trace_tensor_specs(const TraceShardLayout& layout) {
     specs.push_back({base + ".experts", layout.experts_dtype, {t, layout.k[l]}});
     if (layout.weights_dtype != DType::kOther) specs.push_back({base + ".weights", layout.weights_dtype, {t, layout.k[l]}});
     if (layout.probs_dtype != DType::kOther) specs.push_back({base + ".probs", layout.probs_dtype, {t, layout.num_experts}});
+    if (layout.before_capacity) specs.push_back({base + "." + kBeforeCapacitySuffix, layout.experts_dtype, {t, layout.k[l]}});
   }
   return specs;
 }
@@ -386,12 +404,13 @@ void write_trace_file(const TraceData& trace, const std::string& path, DType exp
   layout.k = trace.k;
   layout.experts_dtype = experts_dtype;
   layout.num_experts = trace.meta_data.num_experts;
+  layout.before_capacity = !trace.experts_before_capacity.empty();
+  if (layout.before_capacity && trace.experts_before_capacity.size() != trace.experts.size())
+    throw TraceError(path + ": experts_before_capacity has " + std::to_string(trace.experts_before_capacity.size()) +
+                     " layers, experts " + std::to_string(trace.experts.size()));
   SafetensorsWriter w(path, trace_tensor_specs(layout), make_trace_metadata(trace.meta_data, extra_metadata));
   auto write_vec = [&](const std::vector<int32_t>& v) { w.write(v.data(), v.size() * 4); };
-  write_vec(trace.token_ids);
-  write_vec(trace.positions);
-  write_vec(trace.domain_ids);
-  for (const auto& layer : trace.experts) {
+  auto write_experts = [&](const std::vector<int32_t>& layer) {
     if (experts_dtype == DType::kI32) {
       write_vec(layer);
     } else {
@@ -402,6 +421,13 @@ void write_trace_file(const TraceData& trace, const std::string& path, DType exp
       }
       w.write(narrow.data(), narrow.size() * 2);
     }
+  };
+  write_vec(trace.token_ids);
+  write_vec(trace.positions);
+  write_vec(trace.domain_ids);
+  for (std::size_t l = 0; l < trace.experts.size(); ++l) {  // in trace_tensor_specs' order
+    write_experts(trace.experts[l]);
+    if (layout.before_capacity) write_experts(trace.experts_before_capacity[l]);
   }
   w.commit();
 }

@@ -76,10 +76,18 @@ class ShardSource {
   std::vector<std::string> domain_list(int max_domain_id) const;  // names, else decimal ids
 };
 
+// Which per-layer expert tensor a Trace reads as each layer's experts: the routing
+// (layers.{l}.experts, the spec's) or moetb's optional extension layers.{l}.experts_before_capacity,
+// the router's choices before a capacity limit dropped some (docs/trace-format.md). Reading
+// the latter leaves the weights out (they are those after the drop); a trace without it
+// is a TraceError naming the file and the tensor.
+enum class ExpertsTensor { kRouted, kBeforeCapacity };
+constexpr const char* kBeforeCapacitySuffix = "experts_before_capacity";
+
 // A trace on disk: a file, several files, or directories of *.safetensors (name order).
 class Trace : public ShardSource {
  public:
-  explicit Trace(const std::vector<std::string>& paths);
+  explicit Trace(const std::vector<std::string>& paths, ExpertsTensor which = ExpertsTensor::kRouted);
   ~Trace() override;
   const TraceMeta& meta() const override { return meta_; }
   int n_layers() const override { return n_layers_; }
@@ -104,11 +112,15 @@ struct TraceData : public ShardSource {
   std::vector<int32_t> token_ids, positions, domain_ids;  // [T]
   std::vector<int64_t> k;                                  // [L]
   std::vector<std::vector<int32_t>> experts;               // [L][T * k[l]]
+  // Optional (moetb extension): the choices before capacity, [L][T * k[l]], or empty (none).
+  std::vector<std::vector<int32_t>> experts_before_capacity;
 
   const TraceMeta& meta() const override { return meta_data; }
   int n_layers() const override { return static_cast<int>(experts.size()); }
   std::size_t n_shards() const override { return 1; }
   ShardView shard(std::size_t i) const override;
+  // A copy whose experts are experts_before_capacity; throws TraceError when there are none.
+  TraceData before_capacity() const;
 };
 
 // Parses the metadata of a trace (format, num_experts, top_k, names, groups).
@@ -130,6 +142,7 @@ struct TraceShardLayout {
   DType weights_dtype = DType::kOther;  // kOther: no weights tensors
   DType probs_dtype = DType::kOther;    // kOther: no probs tensors
   int64_t num_experts = 0;
+  bool before_capacity = false;         // layers.{l}.experts_before_capacity, as experts_dtype [T, k]
 };
 std::vector<TensorSpec> trace_tensor_specs(const TraceShardLayout& layout);
 // Writes a whole in-memory trace to one file.

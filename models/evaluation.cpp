@@ -6,6 +6,7 @@
 #include <c10/core/GradMode.h>
 
 #include <cmath>
+#include <stdexcept>
 
 namespace moetb {
 
@@ -27,9 +28,48 @@ runs::EvalSummary EvalResult::summary() const {
   return s;
 }
 
+std::vector<MoEFeedForwardImpl*> moe_layers(MoETransformerImpl& model) {
+  std::vector<MoEFeedForwardImpl*> out;
+  for (const auto& child : model.named_children())
+    if (auto moe = std::dynamic_pointer_cast<MoEFeedForwardImpl>(child.value())) out.push_back(moe.get());
+  if (static_cast<int64_t>(out.size()) != model.n_moe_layers()) throw std::runtime_error("cannot find the model's MoE layers by name");
+  return out;
+}
+
+namespace {
+
+// Sets every MoE layer's dropless_eval switch for one evaluation and restores it after.
+class RoutingSwitch {
+ public:
+  RoutingSwitch(MoETransformerImpl& model, EvalRouting routing) : layers_(moe_layers(model)) {
+    for (MoEFeedForwardImpl* l : layers_) {
+      saved_.push_back(l->dropless_eval);
+      l->dropless_eval = routing == EvalRouting::kDropless;
+    }
+  }
+  ~RoutingSwitch() {
+    for (std::size_t i = 0; i < layers_.size(); ++i) layers_[i]->dropless_eval = saved_[i];
+  }
+  RoutingSwitch(const RoutingSwitch&) = delete;
+  RoutingSwitch& operator=(const RoutingSwitch&) = delete;
+
+ private:
+  std::vector<MoEFeedForwardImpl*> layers_;
+  std::vector<bool> saved_;
+};
+
+void append_experts(const at::Tensor& experts, std::vector<int32_t>& out) {  // experts: [n*S, slots]
+  const at::Tensor e = experts.to(at::kCPU).to(at::kInt).contiguous();
+  const int32_t* p = e.data_ptr<int32_t>();
+  out.insert(out.end(), p, p + e.numel());
+}
+
+}  // namespace
+
 EvalResult evaluate(MoETransformerImpl& model, const Dataset& data, int64_t n_sequences, int64_t batch,
-                    const at::Device& device, const std::vector<std::vector<int>>& reference_groups) {
+                    const at::Device& device, const std::vector<std::vector<int>>& reference_groups, EvalRouting routing) {
   const c10::NoGradGuard no_grad;
+  const RoutingSwitch routing_switch(model, routing);
   const int64_t S = data.seq_len(), D = data.n_domains(), V = data.vocab_size();
   const int64_t total = n_sequences > 0 ? std::min(n_sequences, data.n_sequences(Split::kVal)) : data.n_sequences(Split::kVal);
   EvalResult r;
@@ -85,12 +125,18 @@ EvalResult evaluate(MoETransformerImpl& model, const Dataset& data, int64_t n_se
       tr.positions.push_back(static_cast<int32_t>(i % S));
       tr.domain_ids.push_back(static_cast<int32_t>(dom[static_cast<std::size_t>(i)]));
     }
+    // Choices before capacity: kept only when every layer has them (a capacity limit applied).
+    bool before = true;
+    for (const auto& d : out.decisions) before = before && d.experts_before_capacity.defined();
+    if (before && begin == 0) tr.experts_before_capacity.assign(static_cast<std::size_t>(n_moe), {});
+    if (!before) tr.experts_before_capacity.clear();
     for (int64_t l = 0; l < n_moe; ++l) {
-      // [n*S, slots]: top_k, or E for expert choice (which routes over this eval batch, not causally)
-      const at::Tensor e = out.decisions[static_cast<std::size_t>(l)].experts.to(at::kCPU).to(at::kInt).contiguous();
-      tr.k[static_cast<std::size_t>(l)] = e.size(1);
-      const int32_t* p = e.data_ptr<int32_t>();
-      tr.experts[static_cast<std::size_t>(l)].insert(tr.experts[static_cast<std::size_t>(l)].end(), p, p + e.numel());
+      const auto i = static_cast<std::size_t>(l);
+      // [n*S, slots]: top_k, or E for expert choice (which routes over this eval batch unless dropless)
+      const RoutingDecision& d = out.decisions[i];
+      tr.k[i] = d.experts.size(1);
+      append_experts(d.experts, tr.experts[i]);
+      if (before && !tr.experts_before_capacity.empty()) append_experts(d.experts_before_capacity, tr.experts_before_capacity[i]);
     }
   }
   int64_t n_all = 0;

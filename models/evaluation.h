@@ -1,7 +1,9 @@
 // Evaluation on held-out data: per-domain next-token loss in bits next to datagen's
 // entropy-rate floor, and the routing of every MoE block recorded as a trace (format v1,
 // trace-format.md) for the metric suite. The model never computes a metric itself
-// (design.md); the trainer hands the trace to metrics/.
+// (design.md); the trainer hands the trace to metrics/. Routing at evaluation is either the
+// training-time one (capacity limit, expert choice over the batch) or dropless: each token
+// routed on its own (docs/training.md, eval.routing).
 #pragma once
 #include <ATen/core/Tensor.h>
 
@@ -34,9 +36,20 @@ struct EvalResult {
   nlohmann::json to_json() const { return summary().to_json(); }
 };
 
+// How the MoE layers route at evaluation. kTrain: as in training (capacity drops what is over
+// the limit; the trace then also holds layers.{l}.experts_before_capacity). kDropless: no
+// capacity limit, and each token's experts depend on that token alone (expert choice: its
+// causal top-k' rule, docs/routers.md).
+enum class EvalRouting { kTrain, kDropless };
+
 // Evaluates the first `n_sequences` validation sequences (0 = all) in batches of `batch`.
-// `reference_groups` (may be empty) and `model_name` go into the trace's metadata.
+// `reference_groups` (may be empty) goes into the trace's metadata. The MoE layers' routing
+// switch is set for this call only.
 EvalResult evaluate(MoETransformerImpl& model, const Dataset& data, int64_t n_sequences, int64_t batch,
-                    const at::Device& device, const std::vector<std::vector<int>>& reference_groups);
+                    const at::Device& device, const std::vector<std::vector<int>>& reference_groups,
+                    EvalRouting routing = EvalRouting::kTrain);
+
+// The model's MoE layers in block order, found by module name ("block<l>_moe").
+std::vector<MoEFeedForwardImpl*> moe_layers(MoETransformerImpl& model);
 
 }  // namespace moetb

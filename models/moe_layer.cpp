@@ -111,10 +111,12 @@ MoEOutput MoEFeedForwardImpl::forward(const at::Tensor& x, const RouteContext& c
 
 RoutingDecision MoEFeedForwardImpl::route(const at::Tensor& x, const RouteContext& ctx) {
   const at::Tensor logits = at::mm(x, router_weight.t());  // [n_tokens, E]
-  RoutingDecision d = router_->route(logits, ctx);
+  const bool dropless = dropless_eval && !ctx.training;
+  RoutingDecision d = dropless ? router_->route_per_token(logits, ctx) : router_->route(logits, ctx);
   double dropped = 0.0;
-  if (!router_->bounds_capacity() && cfg_.router.capacity_factor > 0.0) {
+  if (!dropless && !router_->bounds_capacity() && cfg_.router.capacity_factor > 0.0) {
     const int64_t cap = expert_capacity(x.size(0), cfg_.top_k, cfg_.n_experts, cfg_.router.capacity_factor);
+    d.experts_before_capacity = d.experts;  // apply_capacity replaces d.experts, it does not write into it
     dropped = apply_capacity(d, cfg_.n_experts, cap, cfg_.router.drop_policy);
   }
   d.aux_terms["dropped_fraction"] = dropped;

@@ -40,7 +40,8 @@ class MoEFeedForwardImpl : public torch::nn::Module {
   MoEOutput forward(const at::Tensor& x, const RouteContext& ctx);
 
   // The router's decision for x ([n_tokens, d_model]) after the capacity limit (unless the
-  // router bounds capacity itself); aux_terms["dropped_fraction"] is always set.
+  // router bounds capacity itself); aux_terms["dropped_fraction"] is always set. Where the
+  // limit applied, decision.experts_before_capacity keeps the router's own choices.
   RoutingDecision route(const at::Tensor& x, const RouteContext& ctx);
 
   Router& router() { return *router_; }
@@ -56,6 +57,10 @@ class MoEFeedForwardImpl : public torch::nn::Module {
   // Knockout hook (models/expert_mask.h): [E] bool, true = the expert is removed: route()
   // empties its slots and rescales the token's other weights. Undefined (default) = none.
   at::Tensor removed_experts;
+  // Evaluation hook (models/evaluation.h, eval.routing "dropless"): at evaluation
+  // (ctx.training false) no capacity limit and the router's per-token rule
+  // (Router::route_per_token: expert choice's causal top-k'). Training ignores it.
+  bool dropless_eval = false;
 
  private:
   MoEConfig cfg_;

@@ -72,6 +72,9 @@ void bind_train_config(ConfigBinder& b, TrainConfig& c) {
   b.add("train.device", &c.device, "cpu or cuda");
   b.add("eval.every", &c.eval_every, "evaluate and write a routing trace every N steps (and at the end)");
   b.add("eval.sequences", &c.eval_sequences, "validation sequences per evaluation (0 = all)");
+  b.add("eval.routing", &c.eval_routing,
+        "train (as trained), dropless (no capacity, each token on its own), both, or auto (both where training "
+        "drops or is not causal: capacity or expert choice)");
   b.add("checkpoint.every", &c.checkpoint_every, "checkpoint every N steps (0 = only at the end)");
   b.add("log.every", &c.log_every, "progress line every N steps when not on a terminal");
   b.add("debug.nan_at_step", &c.nan_at_step, "test hook: poison the loss at this step (0 = never)");
@@ -124,9 +127,16 @@ void validate_train_config(const TrainConfig& c) {
   if (c.device != "cpu" && c.device != "cuda") bad("train.device", "'" + c.device + "' is not cpu or cuda");
   at_least("eval.every", c.eval_every, 1);
   at_least("eval.sequences", c.eval_sequences, 0);
+  if (c.eval_routing != "auto" && c.eval_routing != "train" && c.eval_routing != "dropless" && c.eval_routing != "both")
+    bad("eval.routing", "'" + c.eval_routing + "' is not one of: auto, train, dropless, both");
   at_least("checkpoint.every", c.checkpoint_every, 0);
   at_least("log.every", c.log_every, 1);
   at_least("debug.nan_at_step", c.nan_at_step, 0);
+}
+
+std::string resolved_eval_routing(const TrainConfig& c) {
+  if (c.eval_routing != "auto") return c.eval_routing;
+  return c.router.name == "expert_choice" || c.router.capacity_factor > 0.0 ? "both" : "train";
 }
 
 namespace {

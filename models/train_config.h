@@ -49,6 +49,10 @@ struct TrainConfig {
   // evaluation, traces, checkpoints
   int64_t eval_every = 50;         // evaluate (and write a trace) every N steps and at the end (default: 4 points over 200 steps)
   int64_t eval_sequences = 256;    // validation sequences per evaluation (0 = all)
+  // eval.routing: "train" (as trained), "dropless" (no capacity limit, each token routed on its
+  // own: expert choice by its causal rule), "both" (train, plus dropless beside it), or "auto":
+  // both where training routing drops or is not causal (capacity_factor > 0, expert choice), else train.
+  std::string eval_routing = "auto";
   int64_t checkpoint_every = 100;  // 0 = only at the end
   int64_t log_every = 10;          // plain progress lines when stderr is not a terminal
   int64_t nan_at_step = 0;         // test hook: make the loss NaN at this step (0 = never)
@@ -56,6 +60,8 @@ struct TrainConfig {
 
 void bind_train_config(ConfigBinder& binder, TrainConfig& cfg);
 void validate_train_config(const TrainConfig& cfg);  // throws std::invalid_argument("key: problem")
+// eval.routing with "auto" resolved: "train", "dropless" or "both".
+std::string resolved_eval_routing(const TrainConfig& cfg);
 
 // What the data and the machine give a training run, for the bounds checked before any work.
 struct TrainingMachine {

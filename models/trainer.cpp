@@ -75,6 +75,18 @@ double load_violation(const std::vector<RoutingDecision>& decisions, int64_t n_e
   return worst;
 }
 
+// One line for the eval record: how the dropless evaluation routes (docs/routers.md).
+std::string dropless_rule(const TrainConfig& c) {
+  if (c.router.name == "expert_choice") {
+    RouterConfig r = c.router;
+    r.n_experts = c.n_experts;
+    r.top_k = c.top_k;
+    return "causal: each token takes its own " + std::to_string(expert_choice_causal_k(r)) +
+           " highest-scoring experts of the expert-choice router (the mean per token expert choice gives), no capacity";
+  }
+  return "no capacity limit: every token keeps its router's top-" + std::to_string(c.top_k);
+}
+
 // OpenBLAS keeps its own thread pool (at::set_num_threads does not reach it): size it too,
 // when the BLAS in use is OpenBLAS. Looked up at run time, so any BLAS links.
 void set_blas_threads(int n) {
@@ -238,22 +250,41 @@ TrainResult train_model(const TrainConfig& cfg, const TrainOptions& opts) {
 
     const bool last = step == cfg.steps;
     if (step % cfg.eval_every == 0 || last) {
-      const auto saved = router_states(*model);  // evaluation must not move the routers' streams
-      EvalResult ev = evaluate(*model, data, cfg.eval_sequences, B, device, groups);
-      restore_router_states(*model, saved);
-      const std::string name = runs::trace_name(step);
-      ev.trace.meta_data.model = "moetb " + cfg.router.name + " d" + std::to_string(cfg.d_model) + " L" + std::to_string(cfg.n_layers) +
-                                 " E" + std::to_string(cfg.n_experts) + " k" + std::to_string(cfg.top_k);
-      ev.trace.meta_data.source = "moetb train step " + std::to_string(step);
-      write_trace_file(ev.trace, (run / name).string(), cfg.n_experts <= 32767 ? DType::kI16 : DType::kI32);
+      const std::string routing = resolved_eval_routing(cfg);  // train, dropless or both
+      // One evaluation and its trace: router streams restored after (evaluation must not move them).
+      auto run_eval = [&](EvalRouting how, const std::string& name, const std::string& source) {
+        const auto saved = router_states(*model);
+        EvalResult ev = evaluate(*model, data, cfg.eval_sequences, B, device, groups, how);
+        restore_router_states(*model, saved);
+        ev.trace.meta_data.model = "moetb " + cfg.router.name + " d" + std::to_string(cfg.d_model) + " L" + std::to_string(cfg.n_layers) +
+                                   " E" + std::to_string(cfg.n_experts) + " k" + std::to_string(cfg.top_k);
+        ev.trace.meta_data.source = source;
+        fs::create_directories((run / name).parent_path());
+        write_trace_file(ev.trace, (run / name).string(), cfg.n_experts <= 32767 ? DType::kI16 : DType::kI32);
+        return ev;
+      };
       MetricsOptions mo;
       mo.threads = 1;
+      const std::string name = runs::trace_name(step);
+      const std::string source = "moetb train step " + std::to_string(step);
+      EvalResult ev = run_eval(routing == "dropless" ? EvalRouting::kDropless : EvalRouting::kTrain, name,
+                               routing == "dropless" ? source + " (dropless evaluation)" : source);
       const nlohmann::json metrics = metrics_to_json(compute_trace_metrics(ev.trace, mo));
       runs::EvalRecord record;
       record.step = step;
       record.eval = ev.summary();
       record.trace = name;
       record.metrics_summary = metrics.value("summary", nlohmann::json::object());
+      record.routing = routing == "dropless" ? "dropless" : "train";
+      if (routing == "both") {
+        runs::SecondEval second;
+        second.rule = dropless_rule(cfg);
+        second.trace = runs::dropless_trace_name(step);
+        const EvalResult dl = run_eval(EvalRouting::kDropless, second.trace, source + " (dropless evaluation)");
+        second.eval = dl.summary();
+        second.metrics_summary = metrics_to_json(compute_trace_metrics(dl.trace, mo)).value("summary", nlohmann::json::object());
+        record.dropless = std::move(second);
+      }
       writer.append_eval(record);
       progress.note("step " + std::to_string(step) + ": val loss " +
                     (ev.loss_bits ? std::to_string(*ev.loss_bits) + " bits" : std::string("n/a (no evaluation tokens)")) +

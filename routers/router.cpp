@@ -1,4 +1,5 @@
-// The Router base: config validation, the checking entry point route(), and the auxiliary
+// The Router base: config validation, the checking entry points route() and route_per_token()
+// (evaluation routing that depends on each token alone), and the auxiliary
 // losses shared by the learned routers: Switch load balancing (arXiv 2101.03961,
 // E * sum_e f_e * P_e) over the micro-batch and the ST-MoE router z-loss (arXiv
 // 2202.08906). The sequence and global-batch scopes live in routers/balance.cpp.
@@ -56,7 +57,13 @@ Router::Router(RouterConfig cfg) : cfg_(std::move(cfg)) { validate_router_config
 
 Router::~Router() = default;
 
-RoutingDecision Router::route(const at::Tensor& logits, const RouteContext& ctx) {
+RoutingDecision Router::route(const at::Tensor& logits, const RouteContext& ctx) { return checked_route(logits, ctx, false); }
+
+RoutingDecision Router::route_per_token(const at::Tensor& logits, const RouteContext& ctx) {
+  return checked_route(logits, ctx, true);
+}
+
+RoutingDecision Router::checked_route(const at::Tensor& logits, const RouteContext& ctx, bool per_token) {
   const std::string who = name();
   const int64_t n_experts = cfg_.n_experts;
   if (!logits.defined()) throw std::invalid_argument("router '" + who + "': logits are undefined");
@@ -76,7 +83,7 @@ RoutingDecision Router::route(const at::Tensor& logits, const RouteContext& ctx)
   if (needs_sequence_ids() && !ctx.sequence_ids.defined())
     throw std::invalid_argument("router '" + who + "' needs ctx.sequence_ids ([n_tokens] int64) for sequence-wise balancing");
 
-  RoutingDecision d = do_route(logits, ctx);
+  RoutingDecision d = per_token ? do_route_per_token(logits, ctx) : do_route(logits, ctx);
 
   const int64_t n_tokens = logits.size(0), slots = n_slots();
   check_output(d.experts, "experts", {n_tokens, slots}, at::kLong, who);

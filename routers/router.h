@@ -35,6 +35,8 @@ struct RoutingDecision {
   at::Tensor aux_loss;  // [] logits' dtype: balance_coef*balance + z_loss_coef*z_loss
   std::map<std::string, double> aux_terms;  // unweighted terms for logging ("balance", "z_loss",
                                             // "seq_balance"; the MoE layer adds "dropped_fraction")
+  at::Tensor experts_before_capacity;  // [n_tokens, n_slots] int64: the router's choices before the
+                                       // MoE layer's capacity limit; undefined when no limit applied
 };
 
 // Example:
@@ -52,6 +54,11 @@ class Router {
   // Checks logits ([n_tokens, n_experts], float32 or float64) and the context fields this
   // router needs, routes, then checks the decision's shapes (and in debug builds its ids).
   RoutingDecision route(const at::Tensor& logits, const RouteContext& ctx);
+  // Evaluation routing in which each token's experts depend on that token alone (eval.routing
+  // "dropless", docs/routers.md): the same checks as route(), then do_route_per_token. Every
+  // router routes each token on its own at evaluation except expert choice, whose causal rule
+  // is token-choice top-k' on its own scores.
+  RoutingDecision route_per_token(const at::Tensor& logits, const RouteContext& ctx);
 
   virtual void end_step() {}  // optimizer-step hook: bias updates, global-batch buffers
   // Internal state that is not a parameter (RNG streams, bias terms), for checkpoints:
@@ -69,8 +76,18 @@ class Router {
  protected:
   // logits: [n_tokens, n_experts], already checked; ctx fields checked as above.
   virtual RoutingDecision do_route(const at::Tensor& logits, const RouteContext& ctx) = 0;
+  // Default: do_route (already per token when ctx.training is false).
+  virtual RoutingDecision do_route_per_token(const at::Tensor& logits, const RouteContext& ctx) { return do_route(logits, ctx); }
   RouterConfig cfg_;
+
+ private:
+  RoutingDecision checked_route(const at::Tensor& logits, const RouteContext& ctx, bool per_token);
 };
+
+// Expert choice's causal rule at evaluation (route_per_token): k' = round(c) experts per token,
+// clamped to [1, E], c = capacity_factor or top_k when that is 0: the mean experts per token
+// that expert choice gives (expert_choice_router.cpp, docs/routers.md).
+int64_t expert_choice_causal_k(const RouterConfig& cfg);
 
 // Explicit registry (routers/registry.cpp). Throws std::invalid_argument:
 // "unknown router 'x' (known: topk, oracle, ...)".

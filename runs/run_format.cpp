@@ -169,7 +169,14 @@ EvalSummary EvalSummary::from_json(const nlohmann::json& j) {
 }
 
 nlohmann::json EvalRecord::to_json() const {
-  return {{"step", step}, {"eval", eval.to_json()}, {"trace", trace}, {"metrics_summary", metrics_summary}};
+  nlohmann::json j = {{"step", step}, {"eval", eval.to_json()}, {"trace", trace}, {"metrics_summary", metrics_summary}};
+  if (!routing.empty()) j["routing"] = routing;
+  if (dropless)
+    j["dropless"] = {{"rule", dropless->rule},
+                     {"eval", dropless->eval.to_json()},
+                     {"trace", dropless->trace},
+                     {"metrics_summary", dropless->metrics_summary}};
+  return j;
 }
 
 EvalRecord EvalRecord::from_json(const nlohmann::json& j) {
@@ -178,6 +185,15 @@ EvalRecord EvalRecord::from_json(const nlohmann::json& j) {
   if (const auto it = j.find("eval"); it != j.end()) r.eval = EvalSummary::from_json(*it);
   r.trace = text(j, "trace");
   r.metrics_summary = object_or_empty(j, "metrics_summary");
+  r.routing = text(j, "routing");
+  if (const auto it = j.find("dropless"); it != j.end() && it->is_object()) {
+    SecondEval d;
+    d.rule = text(*it, "rule");
+    if (const auto e = it->find("eval"); e != it->end()) d.eval = EvalSummary::from_json(*e);
+    d.trace = text(*it, "trace");
+    d.metrics_summary = object_or_empty(*it, "metrics_summary");
+    r.dropless = d;
+  }
   return r;
 }
 
@@ -205,6 +221,12 @@ FinalEval FinalEval::from_json(const nlohmann::json& j, const std::string& where
 std::string trace_name(int64_t step) {
   char name[48];
   std::snprintf(name, sizeof name, "%s/step-%06lld.safetensors", kTracesDir, static_cast<long long>(step));
+  return name;
+}
+
+std::string dropless_trace_name(int64_t step) {
+  char name[64];
+  std::snprintf(name, sizeof name, "%s/step-%06lld.safetensors", kDroplessTracesDir, static_cast<long long>(step));
   return name;
 }
 

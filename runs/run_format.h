@@ -23,6 +23,9 @@ inline constexpr const char* kConfigFile = "config.toml";  // the effective conf
 inline constexpr const char* kLogFile = "train_log.jsonl";
 inline constexpr const char* kEvalFile = "eval.json";
 inline constexpr const char* kTracesDir = "traces";
+// The dropless evaluation's traces beside the main ones (eval.routing "both"): a folder of its
+// own, so that final_trace and everything listing traces/ never mistake one for the other.
+inline constexpr const char* kDroplessTracesDir = "traces-dropless";
 inline constexpr const char* kCheckpointsDir = "checkpoints";
 
 // run.json: what the run is. Written once, when the run starts.
@@ -86,12 +89,22 @@ struct EvalSummary {
   static EvalSummary from_json(const nlohmann::json& j);
 };
 
+// The dropless evaluation beside the training-time one (eval.routing "both", docs/run-format.md).
+struct SecondEval {
+  std::string rule;                                           // one line: how it routed
+  EvalSummary eval;
+  std::string trace;                                          // traces-dropless/step-NNNNNN.safetensors
+  nlohmann::json metrics_summary = nlohmann::json::object();
+};
+
 // One evaluation: a train_log.jsonl line with "eval".
 struct EvalRecord {
   int64_t step = 0;
   EvalSummary eval;
   std::string trace;                                          // relative to the run: traces/step-NNNNNN.safetensors
   nlohmann::json metrics_summary = nlohmann::json::object();  // metrics/ summary of that trace
+  std::string routing;                // how eval/trace were routed: "train" or "dropless"; "" = not recorded (older runs)
+  std::optional<SecondEval> dropless; // only with eval.routing "both"
 
   nlohmann::json to_json() const;
   static EvalRecord from_json(const nlohmann::json& j);
@@ -112,6 +125,8 @@ struct FinalEval {
 
 // "traces/step-000006.safetensors"
 std::string trace_name(int64_t step);
+// "traces-dropless/step-000006.safetensors"
+std::string dropless_trace_name(int64_t step);
 
 // The effective-config keys a resumed run must share with the run it continues: the data,
 // the model's shape, the router, the seed, the batch and the optimiser (prefixes end in '.').

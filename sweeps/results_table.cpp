@@ -33,6 +33,17 @@ std::vector<std::pair<std::string, double>> row_values(const nlohmann::json& r) 
     for (const char* key : {"floor_bits", "unigram_bits", "gap_closed"})
       if (ev.value(key, nlohmann::json()).is_number()) v.emplace_back(key, ev[key].get<double>());
     if (r.contains("metrics_summary")) flatten_numbers(r["metrics_summary"], "", v);
+    // The dropless evaluation beside it (eval.routing "both"): the same columns, prefixed "dropless.".
+    if (const auto dl = r.find("dropless"); dl != r.end() && dl->is_object()) {
+      if (const auto e = dl->find("eval"); e != dl->end() && e->is_object()) {
+        if (e->contains("loss_bits")) v.emplace_back("dropless.val_bits", loss((*e)["loss_bits"]));
+        if (e->contains("domains") && (*e)["domains"].is_array())
+          for (const auto& d : (*e)["domains"])
+            if (d.contains("name") && d["name"].is_string() && d.contains("loss_bits"))
+              v.emplace_back("dropless.val_bits." + d["name"].get<std::string>(), loss(d["loss_bits"]));
+      }
+      if (dl->contains("metrics_summary")) flatten_numbers((*dl)["metrics_summary"], "dropless", v);
+    }
   }
   if (r.value("wall_s", nlohmann::json()).is_number()) v.emplace_back("wall_s", r["wall_s"].get<double>());
   return v;

@@ -1,6 +1,6 @@
 // The results of a sweep as a table (one row per active run: its axes, seed, status and
 // every numeric result: validation loss overall and per domain, floor, gap closed, the
-// metric summary flattened to dotted names, wall time) and its aggregation over seeds:
+// metric summary flattened to dotted names, the dropless evaluation's as dropless.*, wall time) and its aggregation over seeds:
 // mean, sample sd and a 95% t interval per group of runs that share their axis values.
 #pragma once
 #include <map>

@@ -128,7 +128,7 @@ class Runner {
                         {"attempt", s.attempt},           {"command", s.command}};
     if (ok) {
       r["error"] = nullptr;
-      for (const char* key : {"router", "step", "eval", "metrics_summary"})
+      for (const char* key : {"router", "step", "eval", "metrics_summary", "routing", "dropless"})
         if (eval.contains(key)) r[key] = eval[key];
     } else {
       const std::string why = error_line(dir_.log_path(s.entry.id));

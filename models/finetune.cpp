@@ -374,12 +374,7 @@ nlohmann::json run_finetune(const FinetuneOptions& o) {
   const nlohmann::json metrics = metrics_to_json(compute_trace_metrics(target_after.trace, mo));
   record.metrics_summary = metrics.value("summary", nlohmann::json::object());
   writer.append_eval(record);
-  runs::FinalEval final_eval;
-  final_eval.record = record;
-  final_eval.router = rc.router.name;
-  final_eval.metrics = metrics;
-  final_eval.seed = rc.seed;
-  final_eval.git_revision = o.git_revision;
+  const runs::FinalEval final_eval{record, rc.router.name, metrics, rc.seed, o.git_revision};  // record, router, metrics, seed, git
   writer.write_final_eval(final_eval);
   torch::optim::AdamW fresh(model.parameters(), torch::optim::AdamWOptions(o.lr));  // the checkpoint format wants one
   save_checkpoint(writer.dir().string(), model, fresh, {last_step, sampler.state(), save_router_states(model)}, 1);

@@ -290,12 +290,7 @@ TrainResult train_model(const TrainConfig& cfg, const TrainOptions& opts) {
                     (ev.loss_bits ? std::to_string(*ev.loss_bits) + " bits" : std::string("n/a (no evaluation tokens)")) +
                     (ev.floor_bits ? " (floor " + std::to_string(*ev.floor_bits) + ")" : ""));
       if (last) {
-        runs::FinalEval final_eval;
-        final_eval.record = record;
-        final_eval.router = cfg.router.name;
-        final_eval.metrics = metrics;
-        final_eval.seed = cfg.seed;
-        final_eval.git_revision = opts.git_revision;
+        const runs::FinalEval final_eval{record, cfg.router.name, metrics, cfg.seed, opts.git_revision};  // record, router, metrics, seed, git
         writer.write_final_eval(final_eval);
         result.eval = final_eval.to_json();
       }

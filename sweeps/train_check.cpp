@@ -13,7 +13,7 @@ namespace moetb::sweeps {
 namespace {
 
 // Loads `config` into a default TrainConfig as `moetb train --config FILE` would; the binder's
-// errors already start with `where`.
+// errors start with `where`.
 TrainConfig load(const FlatConfig& config, const std::string& where) {
   TrainConfig cfg;
   ConfigBinder binder;
@@ -32,8 +32,10 @@ std::string describe(const PlannedRun& run, const std::string& seed_key) {
 
 void check_train_configs(const SweepSpec& spec, const std::vector<PlannedRun>& runs, const std::string& label) {
   if (!spec.check_train_keys) return;
+  const char* const generated = "(the sweep's dataset)";  // given as --data at run time
   // Each key where it is written, so that the error says which part of the spec to fix.
-  load(spec.base, label + " [base]");
+  TrainConfig base = load(spec.base, label + " [base]");
+  if (spec.has_datagen) base.data_dir = generated;
   if (!spec.seeds.empty()) load({{spec.seed_key, ConfigValue::of_integer(spec.seeds.front())}}, label + " sweep.seed_key");
   for (std::size_t b = 0; b < spec.blocks.size(); ++b)
     for (const auto& [key, values] : spec.blocks[b].axes) {
@@ -41,30 +43,33 @@ void check_train_configs(const SweepSpec& spec, const std::vector<PlannedRun>& r
       for (const ConfigValue& v : values)
         if (seen.insert(v.text).second) load({{key, v}}, label + " axes[" + std::to_string(b) + "]");
     }
-  // Then each run as a whole: ranges and combinations (validate_train_config).
+  // A [base] value wrong on its own is reported at [base], not at the first run.
+  std::string base_error;
+  try {
+    validate_train_config(base);
+  } catch (const std::invalid_argument& e) {
+    base_error = e.what();
+  }
+  // Then each run as a whole, [base] then what the run sets over it (as run.config, whose keys
+  // were all checked above): ranges and combinations (validate_train_config). One binder for
+  // every run: its fields point into cfg.
+  TrainConfig cfg;
+  ConfigBinder binder;
+  bind_train_config(binder, cfg);
   for (const PlannedRun& run : runs) {
-    const std::string where = label + ": " + describe(run, spec.seed_key);
-    TrainConfig cfg = load(run.config, where);  // its keys were checked above: this does not throw
-    if (spec.has_datagen) cfg.data_dir = "(the sweep's dataset)";  // given as --data at run time
+    FlatConfig over = {{spec.seed_key, ConfigValue::of_integer(run.seed)}};
+    for (const auto& [key, value] : run.axes) over[key] = value;
+    cfg = base;
+    binder.load_toml(to_toml(over), label + " run " + run.id);
     try {
       validate_train_config(cfg);
     } catch (const std::invalid_argument& e) {
       const std::string what = e.what();  // "KEY: problem"
       const std::string key = what.substr(0, what.find(':'));
       bool on_axis = false;
-      for (const auto& [k, v] : run.axes) on_axis = on_axis || k == key;
-      // A [base] value that is wrong on its own is reported at [base], not at the first run.
-      const bool base_only = !on_axis && spec.base.count(key) && [&] {
-        try {
-          TrainConfig base = load(spec.base, label);
-          if (spec.has_datagen) base.data_dir = "(the sweep's dataset)";
-          validate_train_config(base);
-          return false;
-        } catch (const std::invalid_argument& b) {
-          return std::string(b.what()) == what;
-        }
-      }();
-      throw std::invalid_argument((base_only ? label + " [base]" : where) + ": " + what);
+      for (const auto& axis : run.axes) on_axis = on_axis || axis.first == key;
+      const bool at_base = !on_axis && what == base_error;
+      throw std::invalid_argument((at_base ? label + " [base]" : label + ": " + describe(run, spec.seed_key)) + ": " + what);
     }
   }
 }

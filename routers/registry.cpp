@@ -3,6 +3,8 @@
 // routers` prints (and the topk options). No self-registering statics (a static
 // library's linker drops them). Routers follow the MoE Routing Testbed (arXiv
 // 2604.07030); see routers/README.md and docs/routers.md.
+#include <cstddef>
+#include <iterator>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -71,13 +73,21 @@ const RouterInfo kTopkOptions[] = {
      "arXiv 2101.03961"},
 };
 
-}  // namespace
-
-std::vector<std::string> router_names() {
-  std::vector<std::string> names;
-  for (const auto& entry : kRouters) names.emplace_back(entry.name);
-  return names;
+constexpr bool same_text(const char* a, const char* b) {
+  while (*a != '\0' && *a == *b) ++a, ++b;
+  return *a == *b;
 }
+
+// The factories and router_config.h's kRouterNames (the torch-free list router_names() returns) agree.
+constexpr bool table_matches_names() {
+  if (std::size(kRouters) != std::size(kRouterNames)) return false;
+  for (std::size_t i = 0; i < std::size(kRouters); ++i)
+    if (!same_text(kRouters[i].name, kRouterNames[i])) return false;
+  return true;
+}
+static_assert(table_matches_names(), "kRouters and kRouterNames (routers/router_config.h) must list the same names in the same order");
+
+}  // namespace
 
 std::unique_ptr<Router> make_router(const RouterConfig& cfg) {
   for (const auto& entry : kRouters)

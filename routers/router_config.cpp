@@ -1,14 +1,17 @@
 // validate_router_config (router_config.h): the one check of the router's settings, with
 // messages named by the training config's keys ("router.jitter: must be in [0, 1), got 1").
-// Called by the Router constructor and by validate_train_config. Torch-free. References as
+// Called by the Router constructor and by validate_train_config; also router_names(). Torch-free
+// (library moetb_router_config, which moetb sweep plan links without LibTorch). References as
 // in router_config.h (Switch arXiv 2101.03961, DeepSeek-V3 arXiv 2412.19437, ...).
 #include "routers/router_config.h"
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace moetb {
 
@@ -27,6 +30,8 @@ void non_negative(double v, const char* key) {
 }
 
 }  // namespace
+
+std::vector<std::string> router_names() { return {std::begin(kRouterNames), std::end(kRouterNames)}; }
 
 void validate_router_config(const RouterConfig& c) {
   const std::vector<std::string> names = router_names();

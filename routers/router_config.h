@@ -100,8 +100,11 @@ inline GroupScore resolved_group_score(const RouterConfig& c) {
   return c.score == Score::kSigmoid ? GroupScore::kTop2Sum : GroupScore::kMax;
 }
 
-// The registered router names, in registry order (routers/registry.cpp).
-std::vector<std::string> router_names();
+// The registered router names, in registry order. Kept here, torch-free, so that the training
+// config can be checked without LibTorch (moetb sweep plan); registry.cpp's factory table is
+// checked against this list at compile time.
+inline constexpr const char* kRouterNames[] = {"topk", "oracle", "hash", "random", "expert_choice", "sinkhorn", "balanced"};
+std::vector<std::string> router_names();  // kRouterNames as strings
 
 // One line "router.KEY: problem" (or "moe.top_k: ...") on the first bad field; the
 // router name is checked against the registry (router_names()).

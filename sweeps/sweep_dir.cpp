@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "sweeps/sweep_spec.h"
+#include "sweeps/train_check.h"
 
 namespace fs = std::filesystem;
 
@@ -48,6 +49,7 @@ std::string read_text_file(const fs::path& path) {
 PlanReport SweepDir::plan(const std::string& spec_path) const {
   const SweepSpec spec = load_spec(spec_path);
   const std::vector<PlannedRun> runs = expand(spec);
+  check_train_configs(spec, runs, spec_path);  // before anything is written
   std::error_code ec;
   if (fs::exists(root_, ec) && !fs::is_directory(root_, ec))
     throw OutputError(root_.string() + ": is " + describe_existing(root_) + ", not a sweep folder");

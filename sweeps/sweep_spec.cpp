@@ -161,12 +161,16 @@ SweepSpec parse_spec(const std::string& toml_text, const std::string& label) {
   const toml::table* sweep = root["sweep"].as_table();
   if (sweep == nullptr) fail(label, "missing [sweep] table (name, seeds)");
   for (const auto& [name, node] : ordered(*sweep))
-    if (name != "name" && name != "seeds" && name != "seed_key" && name != "metrics")
-      fail(label, "sweep." + name + ": unknown key (expected name, seeds, seed_key, metrics)");
+    if (name != "name" && name != "seeds" && name != "seed_key" && name != "metrics" && name != "check_train_keys")
+      fail(label, "sweep." + name + ": unknown key (expected name, seeds, seed_key, metrics, check_train_keys)");
   spec.name = (*sweep)["name"].value_or(std::string("sweep"));
   if (spec.name.empty() || spec.name.find_first_of("/ \t\n") != std::string::npos)
     fail(label, "sweep.name: '" + spec.name + "' must be non-empty without spaces or '/'");
   spec.seed_key = (*sweep)["seed_key"].value_or(spec.seed_key);
+  if (const toml::node* check = sweep->get("check_train_keys")) {
+    if (!check->is_boolean()) fail(label, "sweep.check_train_keys: expected true or false");
+    spec.check_train_keys = *check->value<bool>();
+  }
   const toml::array* seeds = (*sweep)["seeds"].as_array();
   if (seeds == nullptr || seeds->empty()) fail(label, "sweep.seeds: expected a non-empty list of integers");
   for (const toml::node& s : *seeds) {

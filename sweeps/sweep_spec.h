@@ -36,6 +36,7 @@ struct SweepSpec {
   std::string seed_key = "train.seed";
   std::vector<int64_t> seeds;       // [sweep] seeds
   std::vector<std::string> metrics; // [sweep] metrics: columns to plot (collect)
+  bool check_train_keys = true;     // [sweep] check_train_keys: plan checks run configs as moetb train reads them
   FlatConfig base;                  // [base]
   FlatConfig datagen;               // [datagen] (empty when the base names data.dir)
   bool has_datagen = false;

@@ -121,7 +121,7 @@ TEST_CASE("report: a planted trace gives metrics, one heatmap per layer and the 
 TEST_CASE("report: a sweep report has the summary table and the plots", "[reports]") {
   ctu::Cli cli("report-sweep");
   write(cli.work.file("spec.toml"), "[sweep]\nname = \"tiny<sweep>\"\nseeds = [1, 2]\nmetrics = [\"val_bits\", \"rs\"]\n"
-                                    "[base]\ndata.dir = \".\"\n[[axes]]\nfake.fail = [false, true]\nfake.loss = [2.0, 3.0]\n");
+                                    "check_train_keys = false\n[base]\ndata.dir = \".\"\n[[axes]]\nfake.fail = [false, true]\nfake.loss = [2.0, 3.0]\n");
   REQUIRE(cli.run("sweep plan spec.toml --out sw").rc == 0);
   REQUIRE(cli.run("sweep run sw --jobs 2 -q --moetb " + kFake).rc == 1);  // the fail = true runs fail
   const ctu::Result r = cli.run("report sw --out sweep.html");

@@ -19,29 +19,28 @@ void flatten_numbers(const nlohmann::json& j, const std::string& prefix, std::ve
   }
 }
 
+// val_bits and val_bits.DOMAIN of one evaluation summary, each column name prefixed. A null
+// loss (no evaluation tokens) keeps its column as an empty cell (NaN here), never 0.
+void add_losses(const nlohmann::json& ev, const std::string& prefix, std::vector<std::pair<std::string, double>>& v) {
+  auto loss = [](const nlohmann::json& j) { return j.is_number() ? j.get<double>() : std::nan(""); };
+  if (ev.contains("loss_bits")) v.emplace_back(prefix + "val_bits", loss(ev["loss_bits"]));
+  if (ev.contains("domains") && ev["domains"].is_array())
+    for (const auto& d : ev["domains"])
+      if (d.contains("name") && d["name"].is_string() && d.contains("loss_bits"))
+        v.emplace_back(prefix + "val_bits." + d["name"].get<std::string>(), loss(d["loss_bits"]));
+}
+
 std::vector<std::pair<std::string, double>> row_values(const nlohmann::json& r) {
   std::vector<std::pair<std::string, double>> v;
   if (r.value("status", "") == "ok" && r.contains("eval")) {
     const auto& ev = r["eval"];
-    // A null loss (no evaluation tokens) keeps its column as an empty cell (NaN here), never 0.
-    auto loss = [](const nlohmann::json& j) { return j.is_number() ? j.get<double>() : std::nan(""); };
-    if (ev.contains("loss_bits")) v.emplace_back("val_bits", loss(ev["loss_bits"]));
-    if (ev.contains("domains"))
-      for (const auto& d : ev["domains"])
-        if (d.contains("name") && d["name"].is_string() && d.contains("loss_bits"))
-          v.emplace_back("val_bits." + d["name"].get<std::string>(), loss(d["loss_bits"]));
+    add_losses(ev, "", v);
     for (const char* key : {"floor_bits", "unigram_bits", "gap_closed"})
       if (ev.value(key, nlohmann::json()).is_number()) v.emplace_back(key, ev[key].get<double>());
     if (r.contains("metrics_summary")) flatten_numbers(r["metrics_summary"], "", v);
     // The dropless evaluation beside it (eval.routing "both"): the same columns, prefixed "dropless.".
     if (const auto dl = r.find("dropless"); dl != r.end() && dl->is_object()) {
-      if (const auto e = dl->find("eval"); e != dl->end() && e->is_object()) {
-        if (e->contains("loss_bits")) v.emplace_back("dropless.val_bits", loss((*e)["loss_bits"]));
-        if (e->contains("domains") && (*e)["domains"].is_array())
-          for (const auto& d : (*e)["domains"])
-            if (d.contains("name") && d["name"].is_string() && d.contains("loss_bits"))
-              v.emplace_back("dropless.val_bits." + d["name"].get<std::string>(), loss(d["loss_bits"]));
-      }
+      if (const auto e = dl->find("eval"); e != dl->end() && e->is_object()) add_losses(*e, "dropless.", v);
       if (dl->contains("metrics_summary")) flatten_numbers((*dl)["metrics_summary"], "dropless", v);
     }
   }

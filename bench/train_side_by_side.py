@@ -45,7 +45,8 @@ def main():
     env_info = json.loads(subprocess.run([moetb, "env", "--json"], check=True, capture_output=True, text=True).stdout)
     kernel = a.kernel if a.kernel is not None else env_info["blas"].get("kernel", "")
     env = dict(os.environ, MOETB_BENCH_THREADS=str(a.threads))
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as moetb's launcher sets it (common/machine_info.h), for both sides
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as moetb's launcher sets them (common/machine_info.h), for both sides
+    env.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
     if kernel:
         env["OPENBLAS_CORETYPE"] = kernel
     print(f"cpu: {env_info['cpu']['model']}; BLAS kernel on both sides: {kernel or '(none)'} "

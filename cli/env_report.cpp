@@ -73,7 +73,8 @@ std::string env_text(const nlohmann::json& env) {
     }
   }
   out << "train threads:  " << env["threads"]["train_default"] << " by default (train.threads); OMP_WAIT_POLICY="
-      << scalar(b.value("OMP_WAIT_POLICY", nlohmann::json(""))) << "\n";
+      << scalar(b.value("OMP_WAIT_POLICY", nlohmann::json(""))) << ", OPENBLAS_THREAD_TIMEOUT="
+      << scalar(b.value("OPENBLAS_THREAD_TIMEOUT", nlohmann::json(""))) << "\n";
   const auto& t = env["torch"];
   if (t.is_null()) out << "libtorch:       not in this build (configure with -DMOETB_TORCH=ON)\n";
   else

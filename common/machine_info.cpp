@@ -183,6 +183,7 @@ BlasKernelChoice apply_blas_kernel_choice() {
 
 std::string apply_thread_environment() {
   ::setenv("OMP_WAIT_POLICY", "PASSIVE", /*overwrite=*/0);
+  ::setenv("OPENBLAS_THREAD_TIMEOUT", "4", /*overwrite=*/0);  // 2^4 cycles: idle workers sleep at once
   return env_or_empty("OMP_WAIT_POLICY");
 }
 
@@ -265,7 +266,8 @@ nlohmann::json blas_provenance() {
   std::string source = env_or_empty(kSourceVar);
   if (source.empty()) source = env_or_empty("OPENBLAS_CORETYPE").empty() ? "openblas" : "user";
   j["kernel_source"] = source;
-  j["OMP_WAIT_POLICY"] = env_or_empty("OMP_WAIT_POLICY");  // user (OPENBLAS_CORETYPE), moetb (chosen from cpuid) or openblas
+  j["OMP_WAIT_POLICY"] = env_or_empty("OMP_WAIT_POLICY");
+  j["OPENBLAS_THREAD_TIMEOUT"] = env_or_empty("OPENBLAS_THREAD_TIMEOUT");  // user (OPENBLAS_CORETYPE), moetb (chosen from cpuid) or openblas
   const std::string dflt = env_or_empty("MOETB_BLAS_KERNEL_DEFAULT");
   if (!dflt.empty()) j["openblas_default_kernel"] = dflt;
   return j;

@@ -45,10 +45,13 @@ BlasKernelChoice choose_blas_kernel(const CpuInfo& cpu);
 // choose_blas_kernel() says; call before anything loads the BLAS (moetb does, before exec).
 BlasKernelChoice apply_blas_kernel_choice();
 
-// OMP_WAIT_POLICY=PASSIVE unless the user set it: with --threads 2 on two cores, libgomp's
-// idle threads spin between parallel regions against OpenBLAS's own pool and the other
-// jobs, and a training step took 20x longer (4.7 s instead of 0.26 s, docs/performance.md).
-// Returns the value in effect. Call before libgomp loads (moetb does, before exec).
+// OMP_WAIT_POLICY=PASSIVE and OPENBLAS_THREAD_TIMEOUT=4, each unless the user set it: with
+// --threads 2 on two cores, libgomp's idle threads spun between parallel regions against
+// OpenBLAS's own pool and the other jobs (a training step took 20x longer, 4.7 s instead of
+// 0.26 s), and OpenBLAS's idle worker kept yielding for about 2^28 cycles after each product
+// while the fused paths' own threads needed the core (1.27x instead of 1.7x from a second
+// thread at the larger benchmark shape; docs/performance.md). Returns OMP_WAIT_POLICY's
+// value in effect. Call before libgomp and OpenBLAS load (moetb does, before exec).
 std::string apply_thread_environment();
 
 struct BlasCheck {

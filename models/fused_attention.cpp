@@ -5,7 +5,8 @@
 //             and per column block [c0, c1): dK[c0:c1] = c dS[c0:, c0:c1]^T Q[c0:],
 //             dV[c0:c1] = P[c0:, c0:c1]^T dO[c0:]
 // P is zero above the diagonal inside the diagonal blocks and never read beyond them, so
-// the products cover (nb + 1) / (2 nb) of the full S x S work for nb blocks.
+// the products cover (nb + 1) / (2 nb) of the full S x S work for nb blocks. Heads run
+// side by side on several threads, each on one BLAS thread (parallel_blas.h).
 #include "models/fused_attention.h"
 
 #include <ATen/Dispatch.h>
@@ -16,11 +17,13 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <functional>
 #include <type_traits>
 
 #include "models/blas_gemm.h"
 #include "models/fused_math.h"
 #include "models/fused_ops.h"
+#include "models/parallel_blas.h"
 
 namespace moetb {
 namespace {
@@ -110,6 +113,16 @@ Mat<const T> cm(Mat<T> m) {
   return {m.p, m.ld};
 }
 
+// Chunks of the n = B * H heads the loops below split into: one per thread (parallel_blas.h).
+int head_chunks(int64_t n) { return static_cast<int>(std::min<int64_t>(n, blas::loop_threads())); }
+
+// Runs task(chunk, b, h) for every head (b, h), chunk t's heads on its own thread.
+void for_heads(int64_t n, const std::function<void(int, int64_t, int64_t)>& task, int64_t H) {
+  blas::parallel_chunks(n, head_chunks(n), [&](int t, int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) task(t, i / H, i % H);
+  });
+}
+
 struct CausalAttentionFn : public torch::autograd::Function<CausalAttentionFn> {
   // q, k, v: [B, H, S, hd] -> out: [B, S, H, hd] contiguous.
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t bs) {
@@ -117,10 +130,10 @@ struct CausalAttentionFn : public torch::autograd::Function<CausalAttentionFn> {
     at::Tensor out = at::empty({B, S, H, hd}, q.options());
     at::Tensor probs = at::empty({B * H, S, S}, q.options());  // [B*H, S, S], filled at and below the diagonal blocks
     AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "fused_causal_attention", [&] {
-      for (int64_t b = 0; b < B; ++b)
-        for (int64_t h = 0; h < H; ++h)
+      for_heads(B * H, [&](int, int64_t b, int64_t h) {
           head_forward<scalar_t>(cm(head<scalar_t>(q, b, h, 2, 1)), cm(head<scalar_t>(k, b, h, 2, 1)), cm(head<scalar_t>(v, b, h, 2, 1)),
                                  head<scalar_t>(out, b, h, 1, 2), probs.data_ptr<scalar_t>() + (b * H + h) * S * S, S, hd, bs);
+      }, H);
     });
     ctx->save_for_backward({q, k, v, probs});
     ctx->saved_data["block"] = bs;
@@ -134,14 +147,15 @@ struct CausalAttentionFn : public torch::autograd::Function<CausalAttentionFn> {
     const at::Tensor g = grads[0].stride(-1) == 1 ? grads[0] : grads[0].contiguous();  // [B, S, H, hd]
     const int64_t B = q.size(0), H = q.size(1), S = q.size(2), hd = q.size(3);
     at::Tensor dq = at::empty({B, H, S, hd}, q.options()), dk = at::empty_like(dq), dv = at::empty_like(dq);
-    at::Tensor ds = at::empty({S, S}, q.options());  // [S, S] scratch: dP, then dS, per (batch, head)
+    const int chunks = head_chunks(B * H);
+    at::Tensor ds = at::empty({chunks, S, S}, q.options());  // [chunks, S, S] scratch per thread: dP, then dS, per (batch, head)
     AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "fused_causal_attention_backward", [&] {
-      for (int64_t b = 0; b < B; ++b)
-        for (int64_t h = 0; h < H; ++h)
+      for_heads(B * H, [&](int t, int64_t b, int64_t h) {
           head_backward<scalar_t>(cm(head<scalar_t>(q, b, h, 2, 1)), cm(head<scalar_t>(k, b, h, 2, 1)), cm(head<scalar_t>(v, b, h, 2, 1)),
                                   cm(head<scalar_t>(g, b, h, 1, 2)), probs.data_ptr<scalar_t>() + (b * H + h) * S * S,
                                   head<scalar_t>(dq, b, h, 2, 1), head<scalar_t>(dk, b, h, 2, 1), head<scalar_t>(dv, b, h, 2, 1),
-                                  ds.data_ptr<scalar_t>(), S, hd, bs);
+                                  ds.data_ptr<scalar_t>() + t * S * S, S, hd, bs);
+      }, H);
     });
     return {dq, dk, dv, at::Tensor()};
   }
@@ -184,15 +198,14 @@ struct RopeAttentionFn : public torch::autograd::Function<RopeAttentionFn> {
     at::Tensor probs = at::empty({B * H, S, S}, qkv.options());  // [B*H, S, S]
     AT_DISPATCH_FLOATING_TYPES(qkv.scalar_type(), "fused_rope_attention", [&] {
       const scalar_t *base = qkv.data_ptr<scalar_t>(), *c = cos.data_ptr<scalar_t>(), *sn = sin.data_ptr<scalar_t>();
-      for (int64_t b = 0; b < B; ++b)
-        for (int64_t h = 0; h < H; ++h) {
+      for_heads(B * H, [&](int, int64_t b, int64_t h) {
           const scalar_t* row = base + b * S * 3 * D + h * hd;
           const auto Q = head<scalar_t>(qr, b, h, 2, 1), K = head<scalar_t>(kr, b, h, 2, 1);
           rope_rows<scalar_t>({row, 3 * D}, Q, c, sn, S, hd / 2, 1);
           rope_rows<scalar_t>({row + D, 3 * D}, K, c, sn, S, hd / 2, 1);
           head_forward<scalar_t>(cm(Q), cm(K), {row + 2 * D, 3 * D}, {out.data_ptr<scalar_t>() + b * S * D + h * hd, D},
                                  probs.data_ptr<scalar_t>() + (b * H + h) * S * S, S, hd, bs);
-        }
+      }, H);
     });
     ctx->save_for_backward({qkv, qr, kr, probs, cos, sin});
     ctx->saved_data["block"] = bs;
@@ -206,12 +219,13 @@ struct RopeAttentionFn : public torch::autograd::Function<RopeAttentionFn> {
     const at::Tensor g = grads[0].contiguous();  // [B, S, D]
     const int64_t B = qkv.size(0), S = qkv.size(1), H = qkv.size(3), hd = qkv.size(4), D = H * hd;
     at::Tensor dqkv = at::empty(qkv.sizes(), qkv.options());  // [B, S, 3, H, hd]
-    at::Tensor scratch = at::empty({S * S + 2 * S * hd}, qkv.options());  // dS [S, S], dQ and dK of one head [S, hd]
+    const int chunks = head_chunks(B * H);
+    const int64_t per = S * S + 2 * S * hd;
+    at::Tensor scratch = at::empty({chunks * per}, qkv.options());  // per thread: dS [S, S], dQ and dK of one head [S, hd]
     AT_DISPATCH_FLOATING_TYPES(qkv.scalar_type(), "fused_rope_attention_backward", [&] {
       const scalar_t *base = qkv.data_ptr<scalar_t>(), *c = cos.data_ptr<scalar_t>(), *sn = sin.data_ptr<scalar_t>();
-      scalar_t *dS = scratch.data_ptr<scalar_t>(), *dq = dS + S * S, *dk = dq + S * hd;
-      for (int64_t b = 0; b < B; ++b)
-        for (int64_t h = 0; h < H; ++h) {
+      for_heads(B * H, [&](int t, int64_t b, int64_t h) {
+          scalar_t *dS = scratch.data_ptr<scalar_t>() + t * per, *dq = dS + S * S, *dk = dq + S * hd;
           const int64_t off = b * S * 3 * D + h * hd;
           scalar_t* drow = dqkv.data_ptr<scalar_t>() + off;
           head_backward<scalar_t>(cm(head<scalar_t>(qr, b, h, 2, 1)), cm(head<scalar_t>(kr, b, h, 2, 1)), {base + off + 2 * D, 3 * D},
@@ -219,7 +233,7 @@ struct RopeAttentionFn : public torch::autograd::Function<RopeAttentionFn> {
                                   {dq, hd}, {dk, hd}, {drow + 2 * D, 3 * D}, dS, S, hd, bs);
           rope_rows<scalar_t>({dq, hd}, {drow, 3 * D}, c, sn, S, hd / 2, -1);  // the inverse rotation
           rope_rows<scalar_t>({dk, hd}, {drow + D, 3 * D}, c, sn, S, hd / 2, -1);
-        }
+      }, H);
     });
     return {dqkv, at::Tensor(), at::Tensor(), at::Tensor()};
   }

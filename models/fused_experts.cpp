@@ -3,7 +3,8 @@
 //   dWd = A^T dY,  dA = dY Wd^T,  dH = swiglu_backward(H, s, dA),
 //   dWg = X^T dH_gate,  dWu = X^T dH_up,  dX = dH_gate Wg^T + dH_up Wu^T.
 // Every product runs through blas_gemm.h on sub-blocks of whole-batch buffers; experts
-// without rows get zero weight gradients.
+// without rows get zero weight gradients. With several threads, groups of experts of about
+// equal rows run side by side, each on one BLAS thread (parallel_blas.h).
 #include "models/fused_experts.h"
 
 #include <ATen/Dispatch.h>
@@ -18,12 +19,14 @@
 
 #include <algorithm>
 #include <climits>
+#include <functional>
 #include <vector>
 
 #include "models/blas_gemm.h"
 #include "models/fused_kernels.h"
 #include "models/fused_math.h"
 #include "models/fused_ops.h"
+#include "models/parallel_blas.h"
 
 namespace moetb {
 namespace {
@@ -32,6 +35,75 @@ using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 using blas::gemm_rm;
 
+// Experts [e0, e1), whose rows are [offset[e0], offset[e1]) of every buffer.
+struct ExpertRange {
+  int64_t e0, e1;
+};
+
+// Prefix sums of cnt: offset[e] is expert e's first row, offset[E] = m.
+std::vector<int64_t> row_offsets(const int64_t* cnt, int64_t E) {
+  std::vector<int64_t> o(static_cast<std::size_t>(E) + 1, 0);
+  for (int64_t e = 0; e < E; ++e) o[static_cast<std::size_t>(e) + 1] = o[static_cast<std::size_t>(e)] + cnt[e];
+  return o;
+}
+
+// Runs task(range) over groups of experts of about equal rows, one group per thread
+// (parallel_blas.h); one group of all experts with one thread.
+void for_expert_groups(const int64_t* cnt, int64_t E, const std::function<void(ExpertRange)>& task) {
+  const int threads = blas::loop_threads();
+  if (threads == 1) {
+    task({0, E});
+    return;
+  }
+  const std::vector<int64_t> b = blas::balanced_bounds(cnt, E, threads);
+  blas::parallel_chunks(threads, threads, [&](int t, int64_t, int64_t) {
+    const auto i = static_cast<std::size_t>(t);
+    if (b[i] < b[i + 1]) task({b[i], b[i + 1]});
+  });
+}
+
+// The forward of experts r over xs [m, d] (rows grouped by cnt, first rows at off) into
+// h [m, 2F] (packed gate | up), s, a [m, F] (sigmoid(gate), activation) and y [m, d].
+template <typename T>
+void experts_forward_range(ExpertRange r, const int64_t* cnt, const int64_t* off, const T* X, const T* Wg, const T* Wu, const T* Wd,
+                           T* H, T* S, T* A, T* Y, int64_t d, int64_t F) {
+  for (int64_t e = r.e0, o = off[r.e0]; e < r.e1; o += cnt[e], ++e) {
+    gemm_rm(false, false, cnt[e], F, d, T(1), X + o * d, d, Wg + e * d * F, F, T(0), H + o * 2 * F, 2 * F);
+    gemm_rm(false, false, cnt[e], F, d, T(1), X + o * d, d, Wu + e * d * F, F, T(0), H + o * 2 * F + F, 2 * F);
+  }
+  const int64_t o0 = off[r.e0], n = off[r.e1] - o0;
+  fused::swiglu_forward(H + o0 * 2 * F, S + o0 * F, A + o0 * F, n, F);
+  for (int64_t e = r.e0, o = off[r.e0]; e < r.e1; o += cnt[e], ++e)
+    gemm_rm(false, false, cnt[e], d, F, T(1), A + o * F, F, Wd + e * F * d, d, T(0), Y + o * d, d);
+}
+
+// The backward of experts r from dY [m, d]: dX [m, d] and the experts' weight gradients
+// (zero for experts without rows); dA [m, F] and dH [m, 2F] are scratch.
+template <typename T>
+void experts_backward_range(ExpertRange r, const int64_t* cnt, const int64_t* off, const T* X, const T* Wg, const T* Wu, const T* Wd,
+                            const T* H, const T* S, const T* A, const T* dY, T* dA, T* dH, T* dX, T* dWg, T* dWu, T* dWd, int64_t d,
+                            int64_t F) {
+  for (int64_t e = r.e0, o = off[r.e0]; e < r.e1; o += cnt[e], ++e) {
+    if (cnt[e] == 0) {  // no rows: zero gradients
+      std::fill(dWd + e * F * d, dWd + (e + 1) * F * d, T(0));
+      std::fill(dWg + e * d * F, dWg + (e + 1) * d * F, T(0));
+      std::fill(dWu + e * d * F, dWu + (e + 1) * d * F, T(0));
+      continue;
+    }
+    gemm_rm(true, false, F, d, cnt[e], T(1), A + o * F, F, dY + o * d, d, T(0), dWd + e * F * d, d);
+    gemm_rm(false, true, cnt[e], F, d, T(1), dY + o * d, d, Wd + e * F * d, d, T(0), dA + o * F, F);
+  }
+  const int64_t o0 = off[r.e0], n = off[r.e1] - o0;
+  fused::swiglu_backward(H + o0 * 2 * F, S + o0 * F, dA + o0 * F, dH + o0 * 2 * F, n, F);
+  for (int64_t e = r.e0, o = off[r.e0]; e < r.e1; o += cnt[e], ++e) {
+    if (cnt[e] == 0) continue;
+    gemm_rm(true, false, d, F, cnt[e], T(1), X + o * d, d, dH + o * 2 * F, 2 * F, T(0), dWg + e * d * F, F);
+    gemm_rm(true, false, d, F, cnt[e], T(1), X + o * d, d, dH + o * 2 * F + F, 2 * F, T(0), dWu + e * d * F, F);
+    gemm_rm(false, true, cnt[e], d, F, T(1), dH + o * 2 * F, 2 * F, Wg + e * d * F, F, T(0), dX + o * d, d);
+    gemm_rm(false, true, cnt[e], d, F, T(1), dH + o * 2 * F + F, 2 * F, Wu + e * d * F, F, T(1), dX + o * d, d);
+  }
+}
+
 // The experts' forward over xs [m, d] grouped by cnt: returns {h [m, 2F], s [m, F], a [m, F], y [m, d]}.
 std::vector<at::Tensor> experts_forward(const at::Tensor& xs, const at::Tensor& wg, const at::Tensor& wu, const at::Tensor& wd,
                                         const int64_t* cnt) {
@@ -39,17 +111,13 @@ std::vector<at::Tensor> experts_forward(const at::Tensor& xs, const at::Tensor& 
   at::Tensor h = at::empty({m, 2 * F}, xs.options());                                   // [m, 2F] packed gate | up
   at::Tensor s = at::empty({m, F}, xs.options()), a = at::empty({m, F}, xs.options());  // [m, F] sigmoid(gate), activation
   at::Tensor y = at::empty({m, d}, xs.options());                                       // [m, d]
+  const std::vector<int64_t> off = row_offsets(cnt, E);
   AT_DISPATCH_FLOATING_TYPES(xs.scalar_type(), "fused_grouped_swiglu", [&] {
-    const scalar_t *X = xs.data_ptr<scalar_t>(), *Wg = wg.data_ptr<scalar_t>(), *Wu = wu.data_ptr<scalar_t>(), *Wd = wd.data_ptr<scalar_t>();
-    scalar_t *H = h.data_ptr<scalar_t>(), *S = s.data_ptr<scalar_t>(), *A = a.data_ptr<scalar_t>(), *Y = y.data_ptr<scalar_t>();
-    const scalar_t one = 1, zero = 0;
-    for (int64_t e = 0, o = 0; e < E; o += cnt[e], ++e) {
-      gemm_rm(false, false, cnt[e], F, d, one, X + o * d, d, Wg + e * d * F, F, zero, H + o * 2 * F, 2 * F);
-      gemm_rm(false, false, cnt[e], F, d, one, X + o * d, d, Wu + e * d * F, F, zero, H + o * 2 * F + F, 2 * F);
-    }
-    fused::swiglu_forward(H, S, A, m, F);
-    for (int64_t e = 0, o = 0; e < E; o += cnt[e], ++e)
-      gemm_rm(false, false, cnt[e], d, F, one, A + o * F, F, Wd + e * F * d, d, zero, Y + o * d, d);
+    for_expert_groups(cnt, E, [&](ExpertRange r) {
+      experts_forward_range<scalar_t>(r, cnt, off.data(), xs.data_ptr<scalar_t>(), wg.data_ptr<scalar_t>(), wu.data_ptr<scalar_t>(),
+                                      wd.data_ptr<scalar_t>(), h.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(), a.data_ptr<scalar_t>(),
+                                      y.data_ptr<scalar_t>(), d, F);
+    });
   });
   return {h, s, a, y};
 }
@@ -61,30 +129,14 @@ std::vector<at::Tensor> experts_backward(const at::Tensor& xs, const at::Tensor&
   const int64_t m = xs.size(0), d = xs.size(1), E = wg.size(0), F = wg.size(2);
   at::Tensor da = at::empty({m, F}, xs.options()), dh = at::empty({m, 2 * F}, xs.options()), dx = at::empty({m, d}, xs.options());
   at::Tensor dwg = at::empty_like(wg), dwu = at::empty_like(wu), dwd = at::empty_like(wd);  // [E, d, F], [E, F, d]
+  const std::vector<int64_t> off = row_offsets(cnt, E);
   AT_DISPATCH_FLOATING_TYPES(xs.scalar_type(), "fused_grouped_swiglu_backward", [&] {
-    const scalar_t *X = xs.data_ptr<scalar_t>(), *Wg = wg.data_ptr<scalar_t>(), *Wu = wu.data_ptr<scalar_t>(), *Wd = wd.data_ptr<scalar_t>(),
-                   *H = h.data_ptr<scalar_t>(), *S = s.data_ptr<scalar_t>(), *A = a.data_ptr<scalar_t>(), *dY = dy.data_ptr<scalar_t>();
-    scalar_t *dA = da.data_ptr<scalar_t>(), *dH = dh.data_ptr<scalar_t>(), *dX = dx.data_ptr<scalar_t>();
-    scalar_t *dWg = dwg.data_ptr<scalar_t>(), *dWu = dwu.data_ptr<scalar_t>(), *dWd = dwd.data_ptr<scalar_t>();
-    const scalar_t one = 1, zero = 0;
-    for (int64_t e = 0, o = 0; e < E; o += cnt[e], ++e) {
-      if (cnt[e] == 0) {  // no rows: zero gradients
-        std::fill(dWd + e * F * d, dWd + (e + 1) * F * d, zero);
-        std::fill(dWg + e * d * F, dWg + (e + 1) * d * F, zero);
-        std::fill(dWu + e * d * F, dWu + (e + 1) * d * F, zero);
-        continue;
-      }
-      gemm_rm(true, false, F, d, cnt[e], one, A + o * F, F, dY + o * d, d, zero, dWd + e * F * d, d);
-      gemm_rm(false, true, cnt[e], F, d, one, dY + o * d, d, Wd + e * F * d, d, zero, dA + o * F, F);
-    }
-    fused::swiglu_backward(H, S, dA, dH, m, F);
-    for (int64_t e = 0, o = 0; e < E; o += cnt[e], ++e) {
-      if (cnt[e] == 0) continue;
-      gemm_rm(true, false, d, F, cnt[e], one, X + o * d, d, dH + o * 2 * F, 2 * F, zero, dWg + e * d * F, F);
-      gemm_rm(true, false, d, F, cnt[e], one, X + o * d, d, dH + o * 2 * F + F, 2 * F, zero, dWu + e * d * F, F);
-      gemm_rm(false, true, cnt[e], d, F, one, dH + o * 2 * F, 2 * F, Wg + e * d * F, F, zero, dX + o * d, d);
-      gemm_rm(false, true, cnt[e], d, F, one, dH + o * 2 * F + F, 2 * F, Wu + e * d * F, F, one, dX + o * d, d);
-    }
+    for_expert_groups(cnt, E, [&](ExpertRange r) {
+      experts_backward_range<scalar_t>(r, cnt, off.data(), xs.data_ptr<scalar_t>(), wg.data_ptr<scalar_t>(), wu.data_ptr<scalar_t>(),
+                                       wd.data_ptr<scalar_t>(), h.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(), a.data_ptr<scalar_t>(),
+                                       dy.data_ptr<scalar_t>(), da.data_ptr<scalar_t>(), dh.data_ptr<scalar_t>(), dx.data_ptr<scalar_t>(),
+                                       dwg.data_ptr<scalar_t>(), dwu.data_ptr<scalar_t>(), dwd.data_ptr<scalar_t>(), d, F);
+    });
   });
   return {dx, dwg, dwu, dwd};
 }
@@ -119,18 +171,22 @@ struct RoutedSwigluFn : public torch::autograd::Function<RoutedSwigluFn> {
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fused_routed_gather", [&] {
       const scalar_t* X = x.data_ptr<scalar_t>();
       scalar_t* Xs = xs.data_ptr<scalar_t>();
-      for (int64_t i = 0; i < m; ++i) std::copy(X + tk[i] * d, X + (tk[i] + 1) * d, Xs + i * d);
+      blas::parallel_chunks(m, blas::loop_threads(), [&](int, int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) std::copy(X + tk[i] * d, X + (tk[i] + 1) * d, Xs + i * d);
+      });
     });
     const auto f = experts_forward(xs, wg, wu, wd, counts.data_ptr<int64_t>());
     at::Tensor out = at::zeros({T, d}, x.options());  // [T, d]
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fused_routed_combine", [&] {
       const scalar_t *Y = f[3].data_ptr<scalar_t>(), *W = w.data_ptr<scalar_t>();
       scalar_t* O = out.data_ptr<scalar_t>();
-      for (int64_t i = 0; i < m; ++i) {
-        scalar_t* o = O + tk[i] * d;
-        const scalar_t* yr = Y + i * d;
-        for (int64_t j = 0; j < d; ++j) o[j] += yr[j] * W[i];
-      }
+      blas::parallel_chunks(d, blas::loop_threads(), [&](int, int64_t j0, int64_t j1) {  // columns: no two threads add to one value
+        for (int64_t i = 0; i < m; ++i) {
+          scalar_t* o = O + tk[i] * d;
+          const scalar_t* yr = Y + i * d;
+          for (int64_t j = j0; j < j1; ++j) o[j] += yr[j] * W[i];
+        }
+      });
     });
     ctx->save_for_backward({xs, tokens, w, wg, wu, wd, f[0], f[1], f[2], f[3]});
     ctx->saved_data["counts"] = counts;
@@ -148,23 +204,27 @@ struct RoutedSwigluFn : public torch::autograd::Function<RoutedSwigluFn> {
     AT_DISPATCH_FLOATING_TYPES(xs.scalar_type(), "fused_routed_combine_backward", [&] {
       const scalar_t *G = gout.data_ptr<scalar_t>(), *Y = ys.data_ptr<scalar_t>(), *W = w.data_ptr<scalar_t>();
       scalar_t *dY = dys.data_ptr<scalar_t>(), *dW = dw.data_ptr<scalar_t>();
-      for (int64_t i = 0; i < m; ++i) {
-        const scalar_t *g = G + tk[i] * d, *yr = Y + i * d;
-        scalar_t* dyr = dY + i * d;
-        for (int64_t j = 0; j < d; ++j) dyr[j] = g[j] * W[i];
-        dW[i] = fused::dot16(g, yr, static_cast<const scalar_t*>(nullptr), d);
-      }
+      blas::parallel_chunks(m, blas::loop_threads(), [&](int, int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) {
+          const scalar_t *g = G + tk[i] * d, *yr = Y + i * d;
+          scalar_t* dyr = dY + i * d;
+          for (int64_t j = 0; j < d; ++j) dyr[j] = g[j] * W[i];
+          dW[i] = fused::dot16(g, yr, static_cast<const scalar_t*>(nullptr), d);
+        }
+      });
     });
     const auto g = experts_backward(xs, v[3], v[4], v[5], v[6], v[7], v[8], counts.data_ptr<int64_t>(), dys);
     at::Tensor dx = at::zeros({T, d}, xs.options());  // [T, d]
     AT_DISPATCH_FLOATING_TYPES(xs.scalar_type(), "fused_routed_scatter", [&] {
       const scalar_t* dXs = g[0].data_ptr<scalar_t>();
       scalar_t* dX = dx.data_ptr<scalar_t>();
-      for (int64_t i = 0; i < m; ++i) {
-        scalar_t* o = dX + tk[i] * d;
-        const scalar_t* r = dXs + i * d;
-        for (int64_t j = 0; j < d; ++j) o[j] += r[j];
-      }
+      blas::parallel_chunks(d, blas::loop_threads(), [&](int, int64_t j0, int64_t j1) {  // columns, as in the forward
+        for (int64_t i = 0; i < m; ++i) {
+          scalar_t* o = dX + tk[i] * d;
+          const scalar_t* r = dXs + i * d;
+          for (int64_t j = j0; j < j1; ++j) o[j] += r[j];
+        }
+      });
     });
     return {dx, at::Tensor(), dw, g[1], g[2], g[3], at::Tensor()};
   }

@@ -128,6 +128,7 @@ TEST_CASE("moetb train: run.json records the CPU and the BLAS kernel the run use
   const moetb::CpuInfo cpu = moetb::cpu_info();
   if (!cpu.avx2 || !cpu.fma) return;  // the Haswell kernel needs them
   const EnvGuard user("OPENBLAS_CORETYPE", "Haswell"), source("MOETB_BLAS_KERNEL_SOURCE", nullptr), omp("OMP_WAIT_POLICY", nullptr);
+  const EnvGuard timeout("OPENBLAS_THREAD_TIMEOUT", nullptr);
   ctu::Cli cli("machine-train");
   REQUIRE(cli.run("datagen --out data --domains 2 --vocab-per-domain 16 --seq-len 16 --train-tokens 2048 --val-tokens 256 "
                   "--doc-len-mean 40").rc == 0);
@@ -142,4 +143,5 @@ TEST_CASE("moetb train: run.json records the CPU and the BLAS kernel the run use
   CHECK(m["blas"]["kernel_source"] == "user");
   CHECK(m["blas"]["threads"] == 1);         // train.threads also sizes OpenBLAS's pool
   CHECK(m["blas"]["OMP_WAIT_POLICY"] == "PASSIVE");
+  CHECK(m["blas"]["OPENBLAS_THREAD_TIMEOUT"] == "4");  // set by the launcher: idle OpenBLAS workers sleep at once
 }

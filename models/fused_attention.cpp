@@ -162,16 +162,19 @@ struct CausalAttentionFn : public torch::autograd::Function<CausalAttentionFn> {
 };
 
 // dst = rotate(src) by the angles of each row (sign -1: the inverse rotation); rows of hd.
-template <typename T>
+// HALF > 0 fixes hd / 2 at compile time (the common head sizes), so each row is a few
+// whole vectors with no loop bookkeeping; HALF = 0 takes it from `half`.
+template <int HALF, typename T>
 __attribute__((always_inline)) inline void rope_rows_impl(const T* src, int64_t lds, T* dst, int64_t ldd, const T* cos, const T* sin,
                                                           int64_t S, int64_t half, T sign) {
+  const int64_t h = HALF > 0 ? HALF : half;
   for (int64_t s = 0; s < S; ++s) {
-    const T *x = src + s * lds, *c = cos + s * half, *sn = sin + s * half;
+    const T *x = src + s * lds, *c = cos + s * h, *sn = sin + s * h;
     T* o = dst + s * ldd;
-    for (int64_t i = 0; i < half; ++i) {
-      const T x1 = x[i], x2 = x[i + half], si = sign * sn[i];
+    for (int64_t i = 0; i < h; ++i) {
+      const T x1 = x[i], x2 = x[i + h], si = sign * sn[i];
       o[i] = x1 * c[i] - x2 * si;
-      o[i + half] = x1 * si + x2 * c[i];
+      o[i + h] = x1 * si + x2 * c[i];
     }
   }
 }
@@ -179,14 +182,18 @@ __attribute__((always_inline)) inline void rope_rows_impl(const T* src, int64_t 
 __attribute__((target_clones("avx512f", "avx2", "default")))
 void rope_rows_f(const float* src, int64_t lds, float* dst, int64_t ldd, const float* cos, const float* sin, int64_t S, int64_t half,
                  float sign) {
-  rope_rows_impl(src, lds, dst, ldd, cos, sin, S, half, sign);
+  switch (half) {
+    case 16: rope_rows_impl<16>(src, lds, dst, ldd, cos, sin, S, half, sign); break;
+    case 32: rope_rows_impl<32>(src, lds, dst, ldd, cos, sin, S, half, sign); break;
+    default: rope_rows_impl<0>(src, lds, dst, ldd, cos, sin, S, half, sign);
+  }
 }
 template <typename T>
 void rope_rows(Mat<const T> src, Mat<T> dst, const T* cos, const T* sin, int64_t S, int64_t half, T sign) {
   if constexpr (std::is_same_v<T, float>)
     rope_rows_f(src.p, src.ld, dst.p, dst.ld, cos, sin, S, half, sign);
   else
-    rope_rows_impl(src.p, src.ld, dst.p, dst.ld, cos, sin, S, half, sign);
+    rope_rows_impl<0>(src.p, src.ld, dst.p, dst.ld, cos, sin, S, half, sign);
 }
 
 struct RopeAttentionFn : public torch::autograd::Function<RopeAttentionFn> {

@@ -55,6 +55,43 @@ void check_positive(int64_t v, const char* field) {
   if (v < 1) throw std::invalid_argument(std::string("MoE ") + field + " must be >= 1, got " + std::to_string(v));
 }
 
+// The (token, slot) pairs of experts [n_tokens, slots] that hold an expert, stably grouped
+// by expert id: {flat slot indices [m], their tokens [m], rows per expert [E] on the CPU}.
+// On the CPU one counting sort; elsewhere the same by a stable sort (one sync for counts).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> group_by_expert(const at::Tensor& experts, int64_t n_experts) {
+  const int64_t n_slots = experts.size(1);
+  const at::Tensor flat = experts.reshape({-1});  // [n_tokens * slots]
+  if (!flat.device().is_cpu() || flat.scalar_type() != at::kLong) {
+    const at::Tensor slots = flat.ge(0).nonzero().squeeze(1);  // [m]
+    at::Tensor sorted_experts, order;                          // [m]
+    std::tie(sorted_experts, order) = at::sort(flat.index_select(0, slots), /*stable=*/true, 0, false);
+    const at::Tensor sorted_slots = slots.index_select(0, order);
+    return {sorted_slots, sorted_slots.div(n_slots, "trunc"), at::bincount(sorted_experts, {}, n_experts).cpu()};
+  }
+  const at::Tensor f = flat.contiguous();
+  const int64_t* e = f.data_ptr<int64_t>();
+  const int64_t n = f.numel();
+  at::Tensor counts = at::zeros({n_experts}, at::kLong);  // [E]
+  int64_t* c = counts.data_ptr<int64_t>();
+  for (int64_t i = 0; i < n; ++i)
+    if (e[i] >= 0) {
+      if (e[i] >= n_experts) throw std::invalid_argument("MoE dispatch: expert id " + std::to_string(e[i]) + " >= n_experts");
+      ++c[e[i]];
+    }
+  std::vector<int64_t> next(static_cast<std::size_t>(n_experts), 0);  // each expert's next row
+  for (int64_t x = 1; x < n_experts; ++x) next[static_cast<std::size_t>(x)] = next[static_cast<std::size_t>(x - 1)] + c[x - 1];
+  const int64_t m = n_experts > 0 ? next.back() + c[n_experts - 1] : 0;
+  at::Tensor slots = at::empty({m}, at::kLong), tokens = at::empty({m}, at::kLong);  // [m]
+  int64_t *s = slots.data_ptr<int64_t>(), *t = tokens.data_ptr<int64_t>();
+  for (int64_t i = 0; i < n; ++i)
+    if (e[i] >= 0) {
+      const int64_t r = next[static_cast<std::size_t>(e[i])]++;
+      s[r] = i;
+      t[r] = i / n_slots;
+    }
+  return {slots, tokens, counts};
+}
+
 }  // namespace
 
 MoEFeedForwardImpl::MoEFeedForwardImpl(const MoEConfig& cfg) : cfg_(cfg) {
@@ -89,18 +126,12 @@ MoEOutput MoEFeedForwardImpl::forward(const at::Tensor& x, const RouteContext& c
                                 " differs from the parameters' " + c10::toString(router_weight.scalar_type()));
   MoEOutput out;
   out.decision = route(x, ctx);
-  const int64_t n_slots = out.decision.experts.size(1);  // top_k, or E for expert choice
 
   // (token, slot) pairs with an expert, grouped by expert; stable, so the order inside an
   // expert's slice (and the index_add_ order) is the token order: deterministic sums.
-  const at::Tensor flat_experts = out.decision.experts.reshape({-1});                     // [n_tokens * slots]
-  const at::Tensor slots = flat_experts.ge(0).nonzero().squeeze(1);                        // [m]
-  at::Tensor sorted_experts, order;                                                        // [m]
-  std::tie(sorted_experts, order) = at::sort(flat_experts.index_select(0, slots), /*stable=*/true, 0, false);
-  const at::Tensor sorted_slots = slots.index_select(0, order);                           // [m]
-  const at::Tensor tokens = sorted_slots.div(n_slots, "trunc");                          // [m]
+  at::Tensor sorted_slots, tokens, counts;  // [m], [m], [E] (on the CPU)
+  std::tie(sorted_slots, tokens, counts) = group_by_expert(out.decision.experts, cfg_.n_experts);
   const at::Tensor w = out.decision.weights.reshape({-1}).index_select(0, sorted_slots);  // [m]
-  const at::Tensor counts = at::bincount(sorted_experts, {}, cfg_.n_experts).cpu();       // [E], one sync
 
   // Gather, each expert's SwiGLU on its slice (gate and up packed), weight and add back: one autograd function (fused_experts.h).
   at::Tensor y = tokens.size(0) > 0 ? fused_routed_swiglu(x, tokens, w, w_gate, w_up, w_down, counts) : at::zeros_like(x);  // [n_tokens, d_model]

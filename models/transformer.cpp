@@ -1,6 +1,7 @@
 // MoETransformer (transformer.h).
 #include "models/transformer.h"
 
+#include <ATen/ops/addmm.h>
 #include <ATen/ops/arange.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/empty.h>
@@ -82,12 +83,15 @@ MoETransformerImpl::MoETransformerImpl(const ModelConfig& cfg) : cfg_(cfg) {
   }
 }
 
-at::Tensor MoETransformerImpl::attention(const Block& b, const at::Tensor& x) const {
-  const int64_t B = x.size(0), S = x.size(1), D = cfg_.d_model, H = cfg_.n_heads, hd = D / H;
+at::Tensor MoETransformerImpl::attention_residual(const Block& b, const at::Tensor& residual) const {
+  const int64_t B = residual.size(0), S = residual.size(1), D = cfg_.d_model, H = cfg_.n_heads, hd = D / H;
+  const at::Tensor x = rms_norm(residual, b.norm1);                                    // [B, S, D]
   const at::Tensor qkv = at::matmul(x, b.w_qkv).view({B, S, 3, H, hd});                 // [B, S, 3, H, hd]
   const at::Tensor cos = rope_cos_.narrow(0, 0, S), sin = rope_sin_.narrow(0, 0, S);  // [S, hd/2]
   // Rotary q, k and causal attention in one function (fused_attention.h; masked half skipped): [B, S, D].
-  return at::matmul(fused_rope_attention(qkv, cos, sin), b.w_out);
+  const at::Tensor att = fused_rope_attention(qkv, cos, sin);
+  // residual + att W_out as one product accumulating onto a copy of the residual: [B*S, D].
+  return at::addmm(residual.reshape({B * S, D}), att.reshape({B * S, D}), b.w_out).view({B, S, D});
 }
 
 LMOutput MoETransformerImpl::forward(const at::Tensor& tokens, const at::Tensor& domains, bool training) {
@@ -107,7 +111,7 @@ LMOutput MoETransformerImpl::forward(const at::Tensor& tokens, const at::Tensor&
   out.aux_loss = at::zeros({}, x.options());
   for (std::size_t l = 0; l < blocks_.size(); ++l) {
     const Block& b = blocks_[l];
-    x = x + attention(b, rms_norm(x, b.norm1));
+    x = attention_residual(b, x);
     const at::Tensor h = rms_norm(x, b.norm2);  // [B, S, D]
     if (b.moe_index < 0) {
       x = x + at::matmul(at::silu(at::matmul(h, b.dense_gate)) * at::matmul(h, b.dense_up), b.dense_down);

@@ -52,7 +52,9 @@ class MoETransformerImpl : public torch::nn::Module {
     at::Tensor dense_gate, dense_up, dense_down;  // dense blocks only
     int64_t moe_index = -1;         // index into moe_, -1 for dense blocks
   };
-  at::Tensor attention(const Block& b, const at::Tensor& x) const;  // x: [B, S, D]
+  // residual + attention(rms_norm(residual)) of block b, the output projection accumulated
+  // onto the residual in one product (addmm). residual: [B, S, D].
+  at::Tensor attention_residual(const Block& b, const at::Tensor& residual) const;
 
   ModelConfig cfg_;
   at::Tensor embedding_;            // [vocab, d_model]

@@ -17,12 +17,13 @@ namespace {
 // One parameter's update. Cloned for AVX-512, AVX2 and baseline x86-64 (picked at load
 // time by the CPU), and compiled without errno for sqrt, so the loop vectorises.
 __attribute__((target_clones("avx512f", "avx2", "default"), optimize("no-math-errno")))
-void adamw_loop(float* __restrict pp, const float* __restrict g, float* __restrict m, float* __restrict v, int64_t n, float decay,
-                float fb1, float fb2, float a1, float a2, float sqrt_bc2, float eps, float step_size) {
+void adamw_loop(float* __restrict pp, const float* __restrict gp, float* __restrict m, float* __restrict v, int64_t n, float decay,
+                float fb1, float fb2, float a1, float a2, float sqrt_bc2, float eps, float step_size, float grad_scale) {
   for (int64_t i = 0; i < n; ++i) {
+    const float g = gp[i] * grad_scale;  // the clipped gradient, as mul_ would have stored it (x * 1 = x)
     const float pi = pp[i] * decay;  // decay is exactly 1 without weight decay
-    const float mi = m[i] * fb1 + a1 * g[i];
-    const float vi = v[i] * fb2 + a2 * g[i] * g[i];  // addcmul_: self + value * t1 * t2
+    const float mi = m[i] * fb1 + a1 * g;
+    const float vi = v[i] * fb2 + a2 * g * g;  // addcmul_: self + value * t1 * t2
     m[i] = mi;
     v[i] = vi;
     pp[i] = pi + step_size * mi / (std::sqrt(vi) / sqrt_bc2 + eps);  // addcdiv_: self + value * t1 / t2
@@ -31,18 +32,23 @@ void adamw_loop(float* __restrict pp, const float* __restrict g, float* __restri
 
 }  // namespace
 
-bool fused_adamw_step(torch::optim::AdamW& opt) {
-  for (auto& group : opt.param_groups()) {
-    if (static_cast<torch::optim::AdamWOptions&>(group.options()).amsgrad()) {
-      opt.step();
-      return false;
+bool fused_adamw_step(torch::optim::AdamW& opt, float grad_scale) {
+  const auto unfused = [&] {
+    if (grad_scale != 1.0f) {
+      const c10::NoGradGuard no_grad;
+      for (auto& group : opt.param_groups())
+        for (auto& p : group.params())
+          if (p.grad().defined()) p.mutable_grad().mul_(grad_scale);
     }
+    opt.step();
+    return false;
+  };
+  for (auto& group : opt.param_groups()) {
+    if (static_cast<torch::optim::AdamWOptions&>(group.options()).amsgrad()) return unfused();
     for (const auto& p : group.params())
       if (p.grad().defined() && (!p.device().is_cpu() || p.scalar_type() != at::kFloat || !p.is_contiguous() ||
-                                 !p.grad().is_contiguous() || p.grad().scalar_type() != at::kFloat)) {
-        opt.step();
-        return false;
-      }
+                                 !p.grad().is_contiguous() || p.grad().scalar_type() != at::kFloat))
+        return unfused();
   }
   const c10::NoGradGuard no_grad;
   auto& state = opt.state();
@@ -69,7 +75,7 @@ bool fused_adamw_step(torch::optim::AdamW& opt) {
       const float sqrt_bc2 = static_cast<float>(std::sqrt(bc2)), eps = static_cast<float>(o.eps());
       const float step_size = static_cast<float>(-(lr / bc1));
       adamw_loop(p.data_ptr<float>(), p.grad().data_ptr<float>(), s.exp_avg().data_ptr<float>(), s.exp_avg_sq().data_ptr<float>(),
-                 p.numel(), o.weight_decay() != 0 ? decay : 1.0f, fb1, fb2, a1, a2, sqrt_bc2, eps, step_size);
+                 p.numel(), o.weight_decay() != 0 ? decay : 1.0f, fb1, fb2, a1, a2, sqrt_bc2, eps, step_size, grad_scale);
     }
   }
   return true;

@@ -8,8 +8,10 @@
 
 namespace moetb {
 
-// Steps opt like opt.step(); falls back to it when a parameter is not a contiguous CPU
-// float32 tensor or amsgrad is on. Returns true when the fused path ran.
-bool fused_adamw_step(torch::optim::AdamW& opt);
+// Steps opt like opt.step() on the gradients times grad_scale (the clipping factor, folded
+// in here so the gradients are not rewritten in a pass of their own: the same floats as
+// scaling them first); falls back to scaling them and opt.step() when a parameter is not a
+// contiguous CPU float32 tensor or amsgrad is on. Returns true when the fused path ran.
+bool fused_adamw_step(torch::optim::AdamW& opt, float grad_scale = 1.0f);
 
 }  // namespace moetb

@@ -1,6 +1,6 @@
 // Grouped expert SwiGLU (fused_experts.h). Expert e owns rows [o, o + n) of xs; with
-// H = [X Wg | X Wu] ([n, 2F]), s = sigmoid(H_gate), A = silu(H_gate) H_up and Y = A Wd:
-//   dWd = A^T dY,  dA = dY Wd^T,  dH = swiglu_backward(H, s, dA),
+// H = [X Wg | X Wu] ([n, 2F]), A = silu(H_gate) H_up and Y = A Wd:
+//   dWd = A^T dY,  dA = dY Wd^T,  dH = swiglu_backward(H, dA) (sigmoid recomputed from H),
 //   dWg = X^T dH_gate,  dWu = X^T dH_up,  dX = dH_gate Wg^T + dH_up Wu^T.
 // Every product runs through blas_gemm.h on sub-blocks of whole-batch buffers; experts
 // without rows get zero weight gradients. With several threads, groups of experts of about
@@ -63,25 +63,23 @@ void for_expert_groups(const int64_t* cnt, int64_t E, const std::function<void(E
 }
 
 // The forward of experts r over xs [m, d] (rows grouped by cnt, first rows at off) into
-// h [m, 2F] (packed gate | up), s, a [m, F] (sigmoid(gate), activation) and y [m, d].
+// h [m, 2F] (packed gate | up), a [m, F] (activation) and y [m, d].
 template <typename T>
 void experts_forward_range(ExpertRange r, const int64_t* cnt, const int64_t* off, const T* X, const T* Wg, const T* Wu, const T* Wd,
-                           T* H, T* S, T* A, T* Y, int64_t d, int64_t F) {
-  for (int64_t e = r.e0, o = off[r.e0]; e < r.e1; o += cnt[e], ++e) {
+                           T* H, T* A, T* Y, int64_t d, int64_t F) {
+  for (int64_t e = r.e0, o = off[r.e0]; e < r.e1; o += cnt[e], ++e) {  // one expert at a time: its rows stay in cache
     gemm_rm(false, false, cnt[e], F, d, T(1), X + o * d, d, Wg + e * d * F, F, T(0), H + o * 2 * F, 2 * F);
     gemm_rm(false, false, cnt[e], F, d, T(1), X + o * d, d, Wu + e * d * F, F, T(0), H + o * 2 * F + F, 2 * F);
-  }
-  const int64_t o0 = off[r.e0], n = off[r.e1] - o0;
-  fused::swiglu_forward(H + o0 * 2 * F, S + o0 * F, A + o0 * F, n, F);
-  for (int64_t e = r.e0, o = off[r.e0]; e < r.e1; o += cnt[e], ++e)
+    fused::swiglu_forward_act(H + o * 2 * F, A + o * F, cnt[e], F);
     gemm_rm(false, false, cnt[e], d, F, T(1), A + o * F, F, Wd + e * F * d, d, T(0), Y + o * d, d);
+  }
 }
 
 // The backward of experts r from dY [m, d]: dX [m, d] and the experts' weight gradients
 // (zero for experts without rows); dA [m, F] and dH [m, 2F] are scratch.
 template <typename T>
 void experts_backward_range(ExpertRange r, const int64_t* cnt, const int64_t* off, const T* X, const T* Wg, const T* Wu, const T* Wd,
-                            const T* H, const T* S, const T* A, const T* dY, T* dA, T* dH, T* dX, T* dWg, T* dWu, T* dWd, int64_t d,
+                            const T* H, const T* A, const T* dY, T* dA, T* dH, T* dX, T* dWg, T* dWu, T* dWd, int64_t d,
                             int64_t F) {
   for (int64_t e = r.e0, o = off[r.e0]; e < r.e1; o += cnt[e], ++e) {
     if (cnt[e] == 0) {  // no rows: zero gradients
@@ -92,11 +90,7 @@ void experts_backward_range(ExpertRange r, const int64_t* cnt, const int64_t* of
     }
     gemm_rm(true, false, F, d, cnt[e], T(1), A + o * F, F, dY + o * d, d, T(0), dWd + e * F * d, d);
     gemm_rm(false, true, cnt[e], F, d, T(1), dY + o * d, d, Wd + e * F * d, d, T(0), dA + o * F, F);
-  }
-  const int64_t o0 = off[r.e0], n = off[r.e1] - o0;
-  fused::swiglu_backward(H + o0 * 2 * F, S + o0 * F, dA + o0 * F, dH + o0 * 2 * F, n, F);
-  for (int64_t e = r.e0, o = off[r.e0]; e < r.e1; o += cnt[e], ++e) {
-    if (cnt[e] == 0) continue;
+    fused::swiglu_backward_from_h(H + o * 2 * F, dA + o * F, dH + o * 2 * F, cnt[e], F);
     gemm_rm(true, false, d, F, cnt[e], T(1), X + o * d, d, dH + o * 2 * F, 2 * F, T(0), dWg + e * d * F, F);
     gemm_rm(true, false, d, F, cnt[e], T(1), X + o * d, d, dH + o * 2 * F + F, 2 * F, T(0), dWu + e * d * F, F);
     gemm_rm(false, true, cnt[e], d, F, T(1), dH + o * 2 * F, 2 * F, Wg + e * d * F, F, T(0), dX + o * d, d);
@@ -104,27 +98,27 @@ void experts_backward_range(ExpertRange r, const int64_t* cnt, const int64_t* of
   }
 }
 
-// The experts' forward over xs [m, d] grouped by cnt: returns {h [m, 2F], s [m, F], a [m, F], y [m, d]}.
+// The experts' forward over xs [m, d] grouped by cnt: returns {h [m, 2F], a [m, F], y [m, d]}.
 std::vector<at::Tensor> experts_forward(const at::Tensor& xs, const at::Tensor& wg, const at::Tensor& wu, const at::Tensor& wd,
                                         const int64_t* cnt) {
   const int64_t m = xs.size(0), d = xs.size(1), E = wg.size(0), F = wg.size(2);
   at::Tensor h = at::empty({m, 2 * F}, xs.options());                                   // [m, 2F] packed gate | up
-  at::Tensor s = at::empty({m, F}, xs.options()), a = at::empty({m, F}, xs.options());  // [m, F] sigmoid(gate), activation
+  at::Tensor a = at::empty({m, F}, xs.options());                                       // [m, F] activation
   at::Tensor y = at::empty({m, d}, xs.options());                                       // [m, d]
   const std::vector<int64_t> off = row_offsets(cnt, E);
   AT_DISPATCH_FLOATING_TYPES(xs.scalar_type(), "fused_grouped_swiglu", [&] {
     for_expert_groups(cnt, E, [&](ExpertRange r) {
       experts_forward_range<scalar_t>(r, cnt, off.data(), xs.data_ptr<scalar_t>(), wg.data_ptr<scalar_t>(), wu.data_ptr<scalar_t>(),
-                                      wd.data_ptr<scalar_t>(), h.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(), a.data_ptr<scalar_t>(),
-                                      y.data_ptr<scalar_t>(), d, F);
+                                      wd.data_ptr<scalar_t>(), h.data_ptr<scalar_t>(), a.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), d,
+                                      F);
     });
   });
-  return {h, s, a, y};
+  return {h, a, y};
 }
 
 // The experts' backward from dy [m, d]: returns {dxs [m, d], dwg, dwu, dwd}.
 std::vector<at::Tensor> experts_backward(const at::Tensor& xs, const at::Tensor& wg, const at::Tensor& wu, const at::Tensor& wd,
-                                         const at::Tensor& h, const at::Tensor& s, const at::Tensor& a, const int64_t* cnt,
+                                         const at::Tensor& h, const at::Tensor& a, const int64_t* cnt,
                                          const at::Tensor& dy) {
   const int64_t m = xs.size(0), d = xs.size(1), E = wg.size(0), F = wg.size(2);
   at::Tensor da = at::empty({m, F}, xs.options()), dh = at::empty({m, 2 * F}, xs.options()), dx = at::empty({m, d}, xs.options());
@@ -133,8 +127,7 @@ std::vector<at::Tensor> experts_backward(const at::Tensor& xs, const at::Tensor&
   AT_DISPATCH_FLOATING_TYPES(xs.scalar_type(), "fused_grouped_swiglu_backward", [&] {
     for_expert_groups(cnt, E, [&](ExpertRange r) {
       experts_backward_range<scalar_t>(r, cnt, off.data(), xs.data_ptr<scalar_t>(), wg.data_ptr<scalar_t>(), wu.data_ptr<scalar_t>(),
-                                       wd.data_ptr<scalar_t>(), h.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(), a.data_ptr<scalar_t>(),
-                                       dy.data_ptr<scalar_t>(), da.data_ptr<scalar_t>(), dh.data_ptr<scalar_t>(), dx.data_ptr<scalar_t>(),
+                                       wd.data_ptr<scalar_t>(), h.data_ptr<scalar_t>(), a.data_ptr<scalar_t>(), dy.data_ptr<scalar_t>(), da.data_ptr<scalar_t>(), dh.data_ptr<scalar_t>(), dx.data_ptr<scalar_t>(),
                                        dwg.data_ptr<scalar_t>(), dwu.data_ptr<scalar_t>(), dwd.data_ptr<scalar_t>(), d, F);
     });
   });
@@ -146,14 +139,14 @@ struct GroupedSwigluFn : public torch::autograd::Function<GroupedSwigluFn> {
                             const at::Tensor& wd_in, const at::Tensor& counts) {
     const at::Tensor xs = xs_in.contiguous(), wg = wg_in.contiguous(), wu = wu_in.contiguous(), wd = wd_in.contiguous();
     const auto f = experts_forward(xs, wg, wu, wd, counts.data_ptr<int64_t>());
-    ctx->save_for_backward({xs, wg, wu, wd, f[0], f[1], f[2]});
+    ctx->save_for_backward({xs, wg, wu, wd, f[0], f[1]});
     ctx->saved_data["counts"] = counts;
-    return f[3];
+    return f[2];
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto v = ctx->get_saved_variables();
     const at::Tensor counts = ctx->saved_data["counts"].toTensor();
-    const auto g = experts_backward(v[0], v[1], v[2], v[3], v[4], v[5], v[6], counts.data_ptr<int64_t>(), grads[0].contiguous());
+    const auto g = experts_backward(v[0], v[1], v[2], v[3], v[4], v[5], counts.data_ptr<int64_t>(), grads[0].contiguous());
     return {g[0], g[1], g[2], g[3], at::Tensor()};
   }
 };
@@ -178,7 +171,7 @@ struct RoutedSwigluFn : public torch::autograd::Function<RoutedSwigluFn> {
     const auto f = experts_forward(xs, wg, wu, wd, counts.data_ptr<int64_t>());
     at::Tensor out = at::zeros({T, d}, x.options());  // [T, d]
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fused_routed_combine", [&] {
-      const scalar_t *Y = f[3].data_ptr<scalar_t>(), *W = w.data_ptr<scalar_t>();
+      const scalar_t *Y = f[2].data_ptr<scalar_t>(), *W = w.data_ptr<scalar_t>();
       scalar_t* O = out.data_ptr<scalar_t>();
       blas::parallel_chunks(d, blas::loop_threads(), [&](int, int64_t j0, int64_t j1) {  // columns: no two threads add to one value
         for (int64_t i = 0; i < m; ++i) {
@@ -188,14 +181,14 @@ struct RoutedSwigluFn : public torch::autograd::Function<RoutedSwigluFn> {
         }
       });
     });
-    ctx->save_for_backward({xs, tokens, w, wg, wu, wd, f[0], f[1], f[2], f[3]});
+    ctx->save_for_backward({xs, tokens, w, wg, wu, wd, f[0], f[1], f[2]});
     ctx->saved_data["counts"] = counts;
     ctx->saved_data["T"] = T;
     return out;
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto v = ctx->get_saved_variables();
-    const at::Tensor &xs = v[0], &tokens = v[1], &w = v[2], &ys = v[9];
+    const at::Tensor &xs = v[0], &tokens = v[1], &w = v[2], &ys = v[8];
     const at::Tensor counts = ctx->saved_data["counts"].toTensor();
     const int64_t T = ctx->saved_data["T"].toInt(), m = xs.size(0), d = xs.size(1);
     const at::Tensor gout = grads[0].contiguous();  // [T, d]
@@ -213,7 +206,7 @@ struct RoutedSwigluFn : public torch::autograd::Function<RoutedSwigluFn> {
         }
       });
     });
-    const auto g = experts_backward(xs, v[3], v[4], v[5], v[6], v[7], v[8], counts.data_ptr<int64_t>(), dys);
+    const auto g = experts_backward(xs, v[3], v[4], v[5], v[6], v[7], counts.data_ptr<int64_t>(), dys);
     at::Tensor dx = at::zeros({T, d}, xs.options());  // [T, d]
     AT_DISPATCH_FLOATING_TYPES(xs.scalar_type(), "fused_routed_scatter", [&] {
       const scalar_t* dXs = g[0].data_ptr<scalar_t>();

@@ -1,6 +1,7 @@
 // Fused RMSNorm, rotary embedding and SwiGLU activation (fused_ops.h). Each is a
 // torch::autograd::Function whose forward and backward are single loops over rows, written
-// so the compiler vectorises the inner loop (cloned per CPU; the sigmoid from fused_math.h).
+// so the compiler vectorises the inner loop (cloned per CPU; the sigmoid from fused_math.h);
+// RMSNorm's rows are split over the intra-op threads (parallel_blas.h).
 // Gradients (y = x r w, r = (mean(x^2) + eps)^-1/2, g = dy w):
 //   dx = r g - x r^3 mean(g x),  dw = sum over rows of dy x r;
 //   rope: dx1 = dy1 cos + dy2 sin, dx2 = dy2 cos - dy1 sin;
@@ -9,6 +10,7 @@
 
 #include "models/fused_kernels.h"
 #include "models/fused_math.h"
+#include "models/parallel_blas.h"
 
 #include <ATen/Dispatch.h>
 #include <ATen/TensorOperators.h>
@@ -23,6 +25,7 @@
 #include <ATen/ops/zeros.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -92,6 +95,28 @@ __attribute__((always_inline)) inline void swiglu_backward_impl(const T* hp, con
   }
 }
 
+template <typename T>
+__attribute__((always_inline)) inline void swiglu_forward_act_impl(const T* hp, T* yp, int64_t n, int64_t F) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T *a = hp + i * 2 * F, *b = a + F;
+    T* yr = yp + i * F;
+    for (int64_t j = 0; j < F; ++j) yr[j] = a[j] * fused::sigmoid(a[j]) * b[j];
+  }
+}
+
+template <typename T>
+__attribute__((always_inline)) inline void swiglu_backward_from_h_impl(const T* hp, const T* gp, T* ghp, int64_t n, int64_t F) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T *a = hp + i * 2 * F, *b = a + F, *g = gp + i * F;
+    T *ga = ghp + i * 2 * F, *gb = ga + F;
+    for (int64_t j = 0; j < F; ++j) {
+      const T av = a[j], sv = fused::sigmoid(av);
+      ga[j] = g[j] * b[j] * sv * (1 + av * (1 - sv));
+      gb[j] = g[j] * av * sv;
+    }
+  }
+}
+
 #define MOETB_CLONED __attribute__((target_clones("avx512f", "avx2", "default")))
 MOETB_CLONED void rms_forward(const float* xp, const float* wp, float* yp, float* rp, int64_t n, int64_t D, double eps) {
   rms_forward_impl(xp, wp, yp, rp, n, D, eps);
@@ -109,6 +134,14 @@ void rms_backward(const double* xp, const double* wp, const double* rp, const do
 }  // namespace
 
 namespace fused {  // the SwiGLU row loops, shared with fused_experts.cpp (fused_kernels.h)
+MOETB_CLONED void swiglu_forward_act(const float* hp, float* yp, int64_t n, int64_t F) { swiglu_forward_act_impl(hp, yp, n, F); }
+void swiglu_forward_act(const double* hp, double* yp, int64_t n, int64_t F) { swiglu_forward_act_impl(hp, yp, n, F); }
+MOETB_CLONED void swiglu_backward_from_h(const float* hp, const float* gp, float* ghp, int64_t n, int64_t F) {
+  swiglu_backward_from_h_impl(hp, gp, ghp, n, F);
+}
+void swiglu_backward_from_h(const double* hp, const double* gp, double* ghp, int64_t n, int64_t F) {
+  swiglu_backward_from_h_impl(hp, gp, ghp, n, F);
+}
 MOETB_CLONED void swiglu_forward(const float* hp, float* sp, float* yp, int64_t n, int64_t F) { swiglu_forward_impl(hp, sp, yp, n, F); }
 void swiglu_forward(const double* hp, double* sp, double* yp, int64_t n, int64_t F) { swiglu_forward_impl(hp, sp, yp, n, F); }
 MOETB_CLONED void swiglu_backward(const float* hp, const float* sp, const float* gp, float* ghp, int64_t n, int64_t F) {
@@ -130,7 +163,11 @@ struct RmsNormFn : public torch::autograd::Function<RmsNormFn> {
     const int64_t D = x.size(-1), n = x.numel() / D;
     at::Tensor y = at::empty_like(x), r = at::empty({n}, x.options());  // r: [n] 1/rms per row
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fused_rms_norm", [&] {
-      rms_forward(x.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(), n, D, eps);
+      const scalar_t *X = x.data_ptr<scalar_t>(), *W = w.data_ptr<scalar_t>();
+      scalar_t *Y = y.data_ptr<scalar_t>(), *R = r.data_ptr<scalar_t>();
+      blas::parallel_chunks(n, blas::loop_threads(), [&](int, int64_t i0, int64_t i1) {  // rows
+        rms_forward(X + i0 * D, W, Y + i0 * D, R + i0, i1 - i0, D, eps);
+      });
     });
     ctx->save_for_backward({x, w, r});
     return y;
@@ -140,12 +177,20 @@ struct RmsNormFn : public torch::autograd::Function<RmsNormFn> {
     const at::Tensor &x = saved[0], &w = saved[1], &r = saved[2];
     const at::Tensor gy = grads[0].contiguous();
     const int64_t D = x.size(-1), n = x.numel() / D;
-    at::Tensor gx = at::empty_like(x), gw = at::zeros({D}, x.options());
+    // Rows split over the threads; each chunk sums its own dw, added in chunk order (so one
+    // thread count always gives the same sums, and one thread the plain row order).
+    const int chunks = static_cast<int>(std::min<int64_t>(n, blas::loop_threads()));
+    at::Tensor gx = at::empty_like(x), gw_parts = at::zeros({std::max(chunks, 1), D}, x.options());  // [chunks, D]
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fused_rms_norm_backward", [&] {
-      rms_backward(x.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(), gy.data_ptr<scalar_t>(), gx.data_ptr<scalar_t>(),
-                   gw.data_ptr<scalar_t>(), n, D);
+      const scalar_t *X = x.data_ptr<scalar_t>(), *W = w.data_ptr<scalar_t>(), *R = r.data_ptr<scalar_t>(), *G = gy.data_ptr<scalar_t>();
+      scalar_t *GX = gx.data_ptr<scalar_t>(), *GW = gw_parts.data_ptr<scalar_t>();
+      blas::parallel_chunks(n, chunks, [&](int t, int64_t i0, int64_t i1) {
+        rms_backward(X + i0 * D, W, R + i0, G + i0 * D, GX + i0 * D, GW + t * D, i1 - i0, D);
+      });
+      for (int t = 1; t < chunks; ++t)
+        for (int64_t j = 0; j < D; ++j) GW[j] += GW[t * D + j];
     });
-    return {gx, gw, at::Tensor()};
+    return {gx, gw_parts[0], at::Tensor()};
   }
 };
 

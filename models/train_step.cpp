@@ -1,6 +1,7 @@
 // The training step (train_step.h): forward, cross-entropy (fused_loss.h) + aux loss, one
-// host read of the three losses, backward; clipping (CPU: one double pass per gradient; elsewhere on the
-// device, no sync) and the fused AdamW (fused_adamw.h). Shared by trainer and benchmark.
+// host read of the three losses, backward; clipping (CPU: one double pass per gradient for the
+// norm, the factor applied inside the fused AdamW pass; elsewhere on the device, no sync) and
+// the fused AdamW (fused_adamw.h). Shared by trainer and benchmark.
 #include "models/train_step.h"
 
 #include "models/fused_adamw.h"
@@ -36,31 +37,35 @@ void zero_grads(const std::vector<at::Tensor>& params) {
     if (p.grad().defined()) p.mutable_grad().reset();
 }
 
+double cpu_clip_scale(const std::vector<at::Tensor>& params, double max_norm) {
+  double sq = 0.0;  // one pass per gradient in double, no temporaries; reading the norm costs no sync on the CPU
+  for (const auto& p : params) {
+    const at::Tensor& g = p.grad();
+    if (!g.defined()) continue;
+    if (!g.device().is_cpu() || g.scalar_type() != at::kFloat || !g.is_contiguous()) return -1.0;
+    const float* d = g.data_ptr<float>();
+    double acc[4] = {0, 0, 0, 0};
+    const int64_t n = g.numel();
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4)
+      for (int j = 0; j < 4; ++j) acc[j] += static_cast<double>(d[i + j]) * static_cast<double>(d[i + j]);
+    for (; i < n; ++i) acc[0] += static_cast<double>(d[i]) * static_cast<double>(d[i]);
+    sq += (acc[0] + acc[1]) + (acc[2] + acc[3]);
+  }
+  const double norm = std::sqrt(sq);
+  return norm > max_norm ? max_norm / (norm + 1e-6) : 1.0;
+}
+
 void clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) {
   const c10::NoGradGuard no_grad;
   std::vector<at::Tensor> grads;
-  bool on_cpu = true;
   for (const auto& p : params)
-    if (p.grad().defined()) {
-      grads.push_back(p.grad());
-      on_cpu = on_cpu && p.grad().device().is_cpu() && p.grad().scalar_type() == at::kFloat && p.grad().is_contiguous();
-    }
+    if (p.grad().defined()) grads.push_back(p.grad());
   if (grads.empty()) return;
-  if (on_cpu) {  // one pass per gradient in double, no temporaries; reading the norm costs no sync on the CPU
-    double sq = 0.0;
-    for (const auto& g : grads) {
-      const float* d = g.data_ptr<float>();
-      double acc[4] = {0, 0, 0, 0};
-      const int64_t n = g.numel();
-      int64_t i = 0;
-      for (; i + 4 <= n; i += 4)
-        for (int j = 0; j < 4; ++j) acc[j] += static_cast<double>(d[i + j]) * static_cast<double>(d[i + j]);
-      for (; i < n; ++i) acc[0] += static_cast<double>(d[i]) * static_cast<double>(d[i]);
-      sq += (acc[0] + acc[1]) + (acc[2] + acc[3]);
-    }
-    const double norm = std::sqrt(sq);
-    if (norm > max_norm)
-      for (auto& g : grads) g.mul_(max_norm / (norm + 1e-6));
+  const double cpu_scale = cpu_clip_scale(params, max_norm);
+  if (cpu_scale >= 0.0) {
+    if (cpu_scale != 1.0)
+      for (auto& g : grads) g.mul_(cpu_scale);
     return;
   }
   std::vector<at::Tensor> squares;  // elsewhere (CUDA): stay on the device, no host sync
@@ -72,8 +77,15 @@ void clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) {
 
 void optimizer_step(torch::optim::AdamW& opt, const std::vector<at::Tensor>& params, double lr, double grad_clip) {
   for (auto& group : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
-  if (grad_clip > 0.0) clip_grad_norm(params, grad_clip);
-  fused_adamw_step(opt);  // models/fused_adamw.h (falls back to opt.step())
+  double scale = 1.0;  // on the CPU the clipping factor goes into the AdamW pass (no pass of its own)
+  if (grad_clip > 0.0) {
+    scale = cpu_clip_scale(params, grad_clip);
+    if (scale < 0.0) {
+      clip_grad_norm(params, grad_clip);
+      scale = 1.0;
+    }
+  }
+  fused_adamw_step(opt, static_cast<float>(scale));  // models/fused_adamw.h (falls back to scaling and opt.step())
 }
 
 }  // namespace moetb

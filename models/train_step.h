@@ -32,6 +32,10 @@ void zero_grads(const std::vector<at::Tensor>& params);
 // double-precision pass per gradient; on other devices without a host sync.
 void clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm);
 
+// The factor clip_grad_norm would scale by (1 within the norm), when every gradient is a
+// contiguous CPU float32 tensor; -1 otherwise (then clip with clip_grad_norm).
+double cpu_clip_scale(const std::vector<at::Tensor>& params, double max_norm);
+
 // Sets the learning rate, clips (grad_clip > 0) and steps the optimizer: on CPU with float32
 // parameters a fused AdamW (models/fused_adamw.h) that keeps torch's AdamW state layout (so
 // checkpoints are unchanged), otherwise torch::optim::AdamW::step.

@@ -210,6 +210,38 @@ TEST_CASE("fused ops: fused AdamW follows torch::optim::AdamW step by step", "[m
   }
 }
 
+TEST_CASE("fused ops: the clipping factor folded into fused AdamW equals clipping the gradients first", "[models]") {
+  std::vector<at::Tensor> a, b;
+  for (int i = 0; i < 2; ++i) {
+    const at::Tensor p = seeded_randn({6, 5 + i}, 50 + static_cast<uint64_t>(i));
+    a.push_back(p.clone().requires_grad_(true));
+    b.push_back(p.clone().requires_grad_(true));
+  }
+  const auto options = torch::optim::AdamWOptions(3e-3).betas({0.9, 0.95}).weight_decay(0.1);
+  torch::optim::AdamW first(a, options), folded(b, options);
+  for (int step = 1; step <= 3; ++step) {
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      const at::Tensor g = seeded_randn(a[i].sizes(), 300 * static_cast<uint64_t>(step) + i) * 4;  // norm well above 1
+      a[i].mutable_grad() = g.clone();
+      b[i].mutable_grad() = g.clone();
+    }
+    const double scale = cpu_clip_scale(b, 1.0);
+    REQUIRE(scale > 0.0);
+    REQUIRE(scale < 1.0);
+    clip_grad_norm(a, 1.0);
+    REQUIRE(fused_adamw_step(first));
+    REQUIRE(fused_adamw_step(folded, static_cast<float>(scale)));
+    CHECK(max_abs_diff(b[0].grad(), a[0].grad()) > 0.0);  // the folded path leaves the gradients as they were
+  }
+  for (std::size_t i = 0; i < a.size(); ++i) CHECK(max_abs_diff(a[i], b[i]) == 0.0);
+  // Within the norm the factor is exactly 1; a gradient off the CPU path gives -1.
+  b[0].mutable_grad() = at::zeros_like(b[0]);
+  b[1].mutable_grad() = at::zeros_like(b[1]);
+  CHECK(cpu_clip_scale(b, 1.0) == 1.0);
+  b[1].mutable_grad() = at::zeros({b[1].size(1), b[1].size(0)}).t();  // not contiguous
+  CHECK(cpu_clip_scale(b, 1.0) == -1.0);
+}
+
 TEST_CASE("fused ops: gradient clipping scales to the global norm, zero_grads drops the gradients", "[models]") {
   at::Tensor a = at::zeros({2}).requires_grad_(true), b = at::zeros({1}).requires_grad_(true);
   a.mutable_grad() = at::zeros({2});

@@ -151,6 +151,54 @@ struct GroupedSwigluFn : public torch::autograd::Function<GroupedSwigluFn> {
   }
 };
 
+// The routed layer's row loops, cloned per CPU so the inner loops vectorise (the row
+// order of the sums is the same for every clone and thread count):
+//   add_rows: O[tk[i], j0:j1] += R[i, j0:j1] w[i] (w = nullptr: 1) for i in [0, m);
+//   weight_grad_rows: dY[i] = G[tk[i]] w[i] and dw[i] = <G[tk[i]], Y[i]> for i in [i0, i1).
+template <typename T>
+__attribute__((always_inline)) inline void add_rows_impl(T* __restrict O, const T* __restrict R, const T* w, const int64_t* tk, int64_t m,
+                                                         int64_t d, int64_t j0, int64_t j1) {
+  for (int64_t i = 0; i < m; ++i) {
+    T* __restrict o = O + tk[i] * d;
+    const T* __restrict r = R + i * d;
+    if (w == nullptr)
+      for (int64_t j = j0; j < j1; ++j) o[j] += r[j];
+    else {
+      const T wi = w[i];
+      for (int64_t j = j0; j < j1; ++j) o[j] += r[j] * wi;
+    }
+  }
+}
+template <typename T>
+__attribute__((always_inline)) inline void weight_grad_rows_impl(const T* __restrict G, const T* __restrict Y, const T* w, const int64_t* tk,
+                                                                 T* __restrict dY, T* __restrict dw, int64_t i0, int64_t i1, int64_t d) {
+  for (int64_t i = i0; i < i1; ++i) {
+    const T *g = G + tk[i] * d, *yr = Y + i * d;
+    T* __restrict dyr = dY + i * d;
+    const T wi = w[i];
+    for (int64_t j = 0; j < d; ++j) dyr[j] = g[j] * wi;
+    dw[i] = fused::dot16(g, yr, static_cast<const T*>(nullptr), d);
+  }
+}
+// Without contraction: a column split (several threads) must not turn some of the adds into
+// fused multiply-adds and leave others as they were, which would change the sums by an ulp.
+__attribute__((target_clones("avx512f", "avx2", "default"), optimize("fp-contract=off")))
+void add_rows(float* O, const float* R, const float* w, const int64_t* tk, int64_t m, int64_t d, int64_t j0, int64_t j1) {
+  add_rows_impl(O, R, w, tk, m, d, j0, j1);
+}
+void add_rows(double* O, const double* R, const double* w, const int64_t* tk, int64_t m, int64_t d, int64_t j0, int64_t j1) {
+  add_rows_impl(O, R, w, tk, m, d, j0, j1);
+}
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void weight_grad_rows(const float* G, const float* Y, const float* w, const int64_t* tk, float* dY, float* dw, int64_t i0, int64_t i1,
+                      int64_t d) {
+  weight_grad_rows_impl(G, Y, w, tk, dY, dw, i0, i1, d);
+}
+void weight_grad_rows(const double* G, const double* Y, const double* w, const int64_t* tk, double* dY, double* dw, int64_t i0, int64_t i1,
+                      int64_t d) {
+  weight_grad_rows_impl(G, Y, w, tk, dY, dw, i0, i1, d);
+}
+
 // The routed layer: gather x's rows by tokens, the experts, scale by w, add back into [T, d]
 // in row order (the order index_add_ uses, so the sums are the same).
 struct RoutedSwigluFn : public torch::autograd::Function<RoutedSwigluFn> {
@@ -174,11 +222,7 @@ struct RoutedSwigluFn : public torch::autograd::Function<RoutedSwigluFn> {
       const scalar_t *Y = f[2].data_ptr<scalar_t>(), *W = w.data_ptr<scalar_t>();
       scalar_t* O = out.data_ptr<scalar_t>();
       blas::parallel_chunks(d, blas::loop_threads(), [&](int, int64_t j0, int64_t j1) {  // columns: no two threads add to one value
-        for (int64_t i = 0; i < m; ++i) {
-          scalar_t* o = O + tk[i] * d;
-          const scalar_t* yr = Y + i * d;
-          for (int64_t j = j0; j < j1; ++j) o[j] += yr[j] * W[i];
-        }
+        add_rows(O, Y, W, tk, m, d, j0, j1);
       });
     });
     ctx->save_for_backward({xs, tokens, w, wg, wu, wd, f[0], f[1], f[2]});
@@ -198,12 +242,7 @@ struct RoutedSwigluFn : public torch::autograd::Function<RoutedSwigluFn> {
       const scalar_t *G = gout.data_ptr<scalar_t>(), *Y = ys.data_ptr<scalar_t>(), *W = w.data_ptr<scalar_t>();
       scalar_t *dY = dys.data_ptr<scalar_t>(), *dW = dw.data_ptr<scalar_t>();
       blas::parallel_chunks(m, blas::loop_threads(), [&](int, int64_t i0, int64_t i1) {
-        for (int64_t i = i0; i < i1; ++i) {
-          const scalar_t *g = G + tk[i] * d, *yr = Y + i * d;
-          scalar_t* dyr = dY + i * d;
-          for (int64_t j = 0; j < d; ++j) dyr[j] = g[j] * W[i];
-          dW[i] = fused::dot16(g, yr, static_cast<const scalar_t*>(nullptr), d);
-        }
+        weight_grad_rows(G, Y, W, tk, dY, dW, i0, i1, d);
       });
     });
     const auto g = experts_backward(xs, v[3], v[4], v[5], v[6], v[7], counts.data_ptr<int64_t>(), dys);
@@ -212,11 +251,7 @@ struct RoutedSwigluFn : public torch::autograd::Function<RoutedSwigluFn> {
       const scalar_t* dXs = g[0].data_ptr<scalar_t>();
       scalar_t* dX = dx.data_ptr<scalar_t>();
       blas::parallel_chunks(d, blas::loop_threads(), [&](int, int64_t j0, int64_t j1) {  // columns, as in the forward
-        for (int64_t i = 0; i < m; ++i) {
-          scalar_t* o = dX + tk[i] * d;
-          const scalar_t* r = dXs + i * d;
-          for (int64_t j = j0; j < j1; ++j) o[j] += r[j];
-        }
+        add_rows(dX, dXs, static_cast<const scalar_t*>(nullptr), tk, m, d, j0, j1);
       });
     });
     return {dx, at::Tensor(), dw, g[1], g[2], g[3], at::Tensor()};

@@ -2,7 +2,9 @@
 // 1.13's AdamW::step (torch/csrc/api/src/optim/adamw.cpp):
 //   p *= 1 - lr wd;  m = m b1 + (1 - b1) g;  v = v b2 + (1 - b2) g g;
 //   p += -(lr / (1 - b1^t)) m / (sqrt(v) / sqrt(1 - b2^t) + eps).
+// Large parameters are split over the intra-op threads (element-wise: same values).
 #include "models/fused_adamw.h"
+#include "models/parallel_blas.h"
 
 #include <ATen/ops/zeros_like.h>
 #include <c10/core/GradMode.h>
@@ -74,8 +76,15 @@ bool fused_adamw_step(torch::optim::AdamW& opt, float grad_scale) {
       const float a1 = static_cast<float>(1 - b1), a2 = static_cast<float>(1 - b2);
       const float sqrt_bc2 = static_cast<float>(std::sqrt(bc2)), eps = static_cast<float>(o.eps());
       const float step_size = static_cast<float>(-(lr / bc1));
-      adamw_loop(p.data_ptr<float>(), p.grad().data_ptr<float>(), s.exp_avg().data_ptr<float>(), s.exp_avg_sq().data_ptr<float>(),
-                 p.numel(), o.weight_decay() != 0 ? decay : 1.0f, fb1, fb2, a1, a2, sqrt_bc2, eps, step_size, grad_scale);
+      float *pp = p.data_ptr<float>(), *m = s.exp_avg().data_ptr<float>(), *v = s.exp_avg_sq().data_ptr<float>();
+      const float* g = p.grad().data_ptr<float>();
+      const int64_t n = p.numel();
+      // Element-wise, so splitting a large parameter over the threads changes no value.
+      const int threads = n >= (int64_t{1} << 15) ? blas::loop_threads() : 1;
+      blas::parallel_chunks(n, threads, [&](int, int64_t i0, int64_t i1) {
+        adamw_loop(pp + i0, g + i0, m + i0, v + i0, i1 - i0, o.weight_decay() != 0 ? decay : 1.0f, fb1, fb2, a1, a2, sqrt_bc2, eps,
+                   step_size, grad_scale);
+      });
     }
   }
   return true;

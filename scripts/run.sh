@@ -30,6 +30,6 @@ train random
 } > "$out/provenance.txt"
 echo
 "$moetb" runs "$out/topk" "$out/oracle" "$out/random" | tee "$out/summary.txt"
-"$moetb" runs "$out/topk" "$out/oracle" "$out/random" --json -o "$out/summary.json"
+"$moetb" runs "$out/topk" "$out/oracle" "$out/random" --json -o "$out/summary.json" --force
 echo
 echo "done in $(( $(date +%s) - start )) s after the build; results in $out/ (data/, topk/, oracle/, random/, summary.txt)"

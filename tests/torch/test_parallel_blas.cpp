@@ -1,6 +1,6 @@
 // The coarse-grained parallel loops of the fused CPU paths (models/parallel_blas.h): the
 // balanced split of experts by rows, every chunk run once on its own thread with OpenBLAS
-// held at one thread and restored, and the fused attention and routed experts giving the
+// held at one thread and restored, and the fused attentions and routed experts giving the
 // same values and gradients on two threads as on one (and as the ATen reference).
 #include <ATen/Parallel.h>
 #include <ATen/ops/tensor.h>
@@ -123,11 +123,21 @@ TEST_CASE("parallel blas: fused attention and routed experts on two threads equa
                                            seeded_randn({E, F, d}, 69, dtype)};
     const at::Tensor c_ex = seeded_randn({T, d}, 70, dtype);
     const auto ex = [&](const auto& t) { return fused_routed_swiglu(t[0], tokens, t[1], t[2], t[3], t[4], counts); };
-    std::vector<std::vector<at::Tensor>> a, x;
+    // The plain causal attention on separate q, k, v (its backward's scratch is per thread too).
+    const auto causal = [](const auto& t) { return fused_causal_attention(t[0], t[1], t[2], 16); };
+    const std::vector<at::Tensor> qkv3 = {seeded_randn({B, H, S, hd}, 71, dtype), seeded_randn({B, H, S, hd}, 72, dtype),
+                                          seeded_randn({B, H, S, hd}, 73, dtype)};
+    const at::Tensor c_causal = seeded_randn({B, H, S, hd}, 74, dtype);
+    std::vector<std::vector<at::Tensor>> a, x, c;
     for (const int threads : {1, 2}) {
       const ThreadsGuard g(threads);
       a.push_back(run(att, {qkv}, c_att));
       x.push_back(run(ex, ex_in, c_ex));
+      c.push_back(run(causal, qkv3, c_causal));
+    }
+    for (std::size_t i = 0; i < c[0].size(); ++i) {
+      INFO("causal attention output/gradient " << i);
+      CHECK(max_abs_diff(c[1][i], c[0][i]) <= tol * 1e-3);
     }
     const auto a_ref = run([&](const auto& t) { return rope_attention_reference(t[0], cos, sin); }, {qkv}, c_att);
     const auto x_ref = run([&](const auto& t) { return routed_swiglu_reference(t[0], tokens, t[1], t[2], t[3], t[4], counts); }, ex_in, c_ex);

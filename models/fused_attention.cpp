@@ -131,8 +131,8 @@ struct CausalAttentionFn : public torch::autograd::Function<CausalAttentionFn> {
     at::Tensor probs = at::empty({B * H, S, S}, q.options());  // [B*H, S, S], filled at and below the diagonal blocks
     AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "fused_causal_attention", [&] {
       for_heads(B * H, [&](int, int64_t b, int64_t h) {
-          head_forward<scalar_t>(cm(head<scalar_t>(q, b, h, 2, 1)), cm(head<scalar_t>(k, b, h, 2, 1)), cm(head<scalar_t>(v, b, h, 2, 1)),
-                                 head<scalar_t>(out, b, h, 1, 2), probs.data_ptr<scalar_t>() + (b * H + h) * S * S, S, hd, bs);
+        head_forward<scalar_t>(cm(head<scalar_t>(q, b, h, 2, 1)), cm(head<scalar_t>(k, b, h, 2, 1)), cm(head<scalar_t>(v, b, h, 2, 1)),
+                               head<scalar_t>(out, b, h, 1, 2), probs.data_ptr<scalar_t>() + (b * H + h) * S * S, S, hd, bs);
       }, H);
     });
     ctx->save_for_backward({q, k, v, probs});
@@ -151,10 +151,10 @@ struct CausalAttentionFn : public torch::autograd::Function<CausalAttentionFn> {
     at::Tensor ds = at::empty({chunks, S, S}, q.options());  // [chunks, S, S] scratch per thread: dP, then dS, per (batch, head)
     AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "fused_causal_attention_backward", [&] {
       for_heads(B * H, [&](int t, int64_t b, int64_t h) {
-          head_backward<scalar_t>(cm(head<scalar_t>(q, b, h, 2, 1)), cm(head<scalar_t>(k, b, h, 2, 1)), cm(head<scalar_t>(v, b, h, 2, 1)),
-                                  cm(head<scalar_t>(g, b, h, 1, 2)), probs.data_ptr<scalar_t>() + (b * H + h) * S * S,
-                                  head<scalar_t>(dq, b, h, 2, 1), head<scalar_t>(dk, b, h, 2, 1), head<scalar_t>(dv, b, h, 2, 1),
-                                  ds.data_ptr<scalar_t>() + t * S * S, S, hd, bs);
+        head_backward<scalar_t>(cm(head<scalar_t>(q, b, h, 2, 1)), cm(head<scalar_t>(k, b, h, 2, 1)), cm(head<scalar_t>(v, b, h, 2, 1)),
+                                cm(head<scalar_t>(g, b, h, 1, 2)), probs.data_ptr<scalar_t>() + (b * H + h) * S * S,
+                                head<scalar_t>(dq, b, h, 2, 1), head<scalar_t>(dk, b, h, 2, 1), head<scalar_t>(dv, b, h, 2, 1),
+                                ds.data_ptr<scalar_t>() + t * S * S, S, hd, bs);
       }, H);
     });
     return {dq, dk, dv, at::Tensor()};
@@ -206,12 +206,12 @@ struct RopeAttentionFn : public torch::autograd::Function<RopeAttentionFn> {
     AT_DISPATCH_FLOATING_TYPES(qkv.scalar_type(), "fused_rope_attention", [&] {
       const scalar_t *base = qkv.data_ptr<scalar_t>(), *c = cos.data_ptr<scalar_t>(), *sn = sin.data_ptr<scalar_t>();
       for_heads(B * H, [&](int, int64_t b, int64_t h) {
-          const scalar_t* row = base + b * S * 3 * D + h * hd;
-          const auto Q = head<scalar_t>(qr, b, h, 2, 1), K = head<scalar_t>(kr, b, h, 2, 1);
-          rope_rows<scalar_t>({row, 3 * D}, Q, c, sn, S, hd / 2, 1);
-          rope_rows<scalar_t>({row + D, 3 * D}, K, c, sn, S, hd / 2, 1);
-          head_forward<scalar_t>(cm(Q), cm(K), {row + 2 * D, 3 * D}, {out.data_ptr<scalar_t>() + b * S * D + h * hd, D},
-                                 probs.data_ptr<scalar_t>() + (b * H + h) * S * S, S, hd, bs);
+        const scalar_t* row = base + b * S * 3 * D + h * hd;
+        const auto Q = head<scalar_t>(qr, b, h, 2, 1), K = head<scalar_t>(kr, b, h, 2, 1);
+        rope_rows<scalar_t>({row, 3 * D}, Q, c, sn, S, hd / 2, 1);
+        rope_rows<scalar_t>({row + D, 3 * D}, K, c, sn, S, hd / 2, 1);
+        head_forward<scalar_t>(cm(Q), cm(K), {row + 2 * D, 3 * D}, {out.data_ptr<scalar_t>() + b * S * D + h * hd, D},
+                               probs.data_ptr<scalar_t>() + (b * H + h) * S * S, S, hd, bs);
       }, H);
     });
     ctx->save_for_backward({qkv, qr, kr, probs, cos, sin});
@@ -232,14 +232,14 @@ struct RopeAttentionFn : public torch::autograd::Function<RopeAttentionFn> {
     AT_DISPATCH_FLOATING_TYPES(qkv.scalar_type(), "fused_rope_attention_backward", [&] {
       const scalar_t *base = qkv.data_ptr<scalar_t>(), *c = cos.data_ptr<scalar_t>(), *sn = sin.data_ptr<scalar_t>();
       for_heads(B * H, [&](int t, int64_t b, int64_t h) {
-          scalar_t *dS = scratch.data_ptr<scalar_t>() + t * per, *dq = dS + S * S, *dk = dq + S * hd;
-          const int64_t off = b * S * 3 * D + h * hd;
-          scalar_t* drow = dqkv.data_ptr<scalar_t>() + off;
-          head_backward<scalar_t>(cm(head<scalar_t>(qr, b, h, 2, 1)), cm(head<scalar_t>(kr, b, h, 2, 1)), {base + off + 2 * D, 3 * D},
-                                  {g.data_ptr<scalar_t>() + b * S * D + h * hd, D}, probs.data_ptr<scalar_t>() + (b * H + h) * S * S,
-                                  {dq, hd}, {dk, hd}, {drow + 2 * D, 3 * D}, dS, S, hd, bs);
-          rope_rows<scalar_t>({dq, hd}, {drow, 3 * D}, c, sn, S, hd / 2, -1);  // the inverse rotation
-          rope_rows<scalar_t>({dk, hd}, {drow + D, 3 * D}, c, sn, S, hd / 2, -1);
+        scalar_t *dS = scratch.data_ptr<scalar_t>() + t * per, *dq = dS + S * S, *dk = dq + S * hd;
+        const int64_t off = b * S * 3 * D + h * hd;
+        scalar_t* drow = dqkv.data_ptr<scalar_t>() + off;
+        head_backward<scalar_t>(cm(head<scalar_t>(qr, b, h, 2, 1)), cm(head<scalar_t>(kr, b, h, 2, 1)), {base + off + 2 * D, 3 * D},
+                                {g.data_ptr<scalar_t>() + b * S * D + h * hd, D}, probs.data_ptr<scalar_t>() + (b * H + h) * S * S,
+                                {dq, hd}, {dk, hd}, {drow + 2 * D, 3 * D}, dS, S, hd, bs);
+        rope_rows<scalar_t>({dq, hd}, {drow, 3 * D}, c, sn, S, hd / 2, -1);  // the inverse rotation
+        rope_rows<scalar_t>({dk, hd}, {drow + D, 3 * D}, c, sn, S, hd / 2, -1);
       }, H);
     });
     return {dqkv, at::Tensor(), at::Tensor(), at::Tensor()};

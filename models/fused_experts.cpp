@@ -127,7 +127,8 @@ std::vector<at::Tensor> experts_backward(const at::Tensor& xs, const at::Tensor&
   AT_DISPATCH_FLOATING_TYPES(xs.scalar_type(), "fused_grouped_swiglu_backward", [&] {
     for_expert_groups(cnt, E, [&](ExpertRange r) {
       experts_backward_range<scalar_t>(r, cnt, off.data(), xs.data_ptr<scalar_t>(), wg.data_ptr<scalar_t>(), wu.data_ptr<scalar_t>(),
-                                       wd.data_ptr<scalar_t>(), h.data_ptr<scalar_t>(), a.data_ptr<scalar_t>(), dy.data_ptr<scalar_t>(), da.data_ptr<scalar_t>(), dh.data_ptr<scalar_t>(), dx.data_ptr<scalar_t>(),
+                                       wd.data_ptr<scalar_t>(), h.data_ptr<scalar_t>(), a.data_ptr<scalar_t>(), dy.data_ptr<scalar_t>(),
+                                       da.data_ptr<scalar_t>(), dh.data_ptr<scalar_t>(), dx.data_ptr<scalar_t>(),
                                        dwg.data_ptr<scalar_t>(), dwu.data_ptr<scalar_t>(), dwd.data_ptr<scalar_t>(), d, F);
     });
   });

@@ -1,10 +1,10 @@
 // MoE feed-forward with sort-based dispatch (see moe_layer.h). The (token, slot) pairs that
-// hold an expert are stably sorted by expert id, so each expert's tokens form one
-// contiguous slice: gather the rows once, per expert that got tokens one product with its
-// packed [gate | up] weights, the fused SwiGLU activation (fused_ops.h) and one down
-// product, scale by the routing weight, index_add_ back. Switch Transformer (arXiv
-// 2101.03961) dispatch; assignments over capacity were emptied by route() before it. The
-// dense reference below checks it in tests.
+// hold an expert are grouped by expert id, stably (one counting sort on the CPU), so each
+// expert's tokens form one contiguous slice; fused_experts.h then gathers the rows, runs
+// each expert's SwiGLU on its slice (gate and up into one packed buffer, the activation,
+// the down product), scales by the routing weight and adds back in row order. Switch
+// Transformer (arXiv 2101.03961) dispatch; assignments over capacity were emptied by
+// route() before it. The dense reference below checks it in tests.
 #include "models/moe_layer.h"
 
 #include <ATen/ops/bincount.h>

@@ -3,17 +3,14 @@
 // attention (models/fused_attention.h) by row-block size, and the routed expert SwiGLU
 // (models/fused_experts.h) with an even top-k dispatch. For choosing block sizes and
 // checking how each path scales with MOETB_BENCH_THREADS (default 1) threads.
-#include <ATen/Parallel.h>
 #include <ATen/ops/arange.h>
 #include <ATen/ops/randn.h>
 #include <ATen/ops/full.h>
 #include <benchmark/benchmark.h>
-#include <dlfcn.h>
-
-#include <cstdlib>
 
 #include "models/fused_attention.h"
 #include "models/fused_experts.h"
+#include "bench/bench_threads.h"
 
 namespace {
 
@@ -22,17 +19,11 @@ struct Shape {
 };
 constexpr Shape kShapes[] = {{128, 4, 8, 2, 128, 128, 16}, {256, 4, 16, 2, 256, 256, 16}};
 
-void set_threads() {
-  const char* env = std::getenv("MOETB_BENCH_THREADS");
-  const int n = env ? std::atoi(env) : 1;
-  at::set_num_threads(n);
-  using SetThreads = void (*)(int);
-  if (auto f = reinterpret_cast<SetThreads>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(n);
-}
+using moetb_bench::set_bench_threads;
 
 // Args: shape, row block (0: the default).
 void BM_RopeAttention(benchmark::State& state) {
-  set_threads();
+  set_bench_threads();
   const Shape& s = kShapes[state.range(0)];
   const int64_t hd = s.d_model / s.heads;
   const at::Tensor qkv = at::randn({s.batch, s.seq, 3, s.heads, hd}).requires_grad_(true);  // [B, S, 3, H, hd]
@@ -50,7 +41,7 @@ BENCHMARK(BM_RopeAttention)->ArgsProduct({{0, 1}, {16, 32, 64, 0}})->Unit(benchm
 
 // Args: shape. Every token to top_k experts in turn, so every expert gets the same rows.
 void BM_RoutedExperts(benchmark::State& state) {
-  set_threads();
+  set_bench_threads();
   const Shape& s = kShapes[state.range(0)];
   const int64_t T = s.batch * s.seq, m = T * s.top_k, E = s.experts, d = s.d_model, F = s.d_ff;
   const at::Tensor x = at::randn({T, d}).requires_grad_(true);  // [T, d]

@@ -3,15 +3,13 @@
 // practical limit of this machine's BLAS): d_model 256, d_ff 512, 8 experts, top-2,
 // 8192 tokens = 16384 token-slots. Also the default training step of `moetb train`.
 // One intra-op thread and one OpenBLAS thread unless MOETB_BENCH_THREADS says otherwise.
-#include <ATen/Parallel.h>
 #include <ATen/ops/matmul.h>
 #include <ATen/ops/randn.h>
 #include <ATen/ops/silu.h>
 #include <benchmark/benchmark.h>
-#include <dlfcn.h>
 
-#include <cstdlib>
 
+#include "bench/bench_threads.h"
 #include "models/moe_layer.h"
 
 namespace {
@@ -20,16 +18,10 @@ constexpr int64_t kModel = 256, kFF = 512, kExperts = 8, kTopK = 2, kTokens = 81
 // Three d_model x d_ff products per token-slot, forward (1x) + backward (2x), 2 flops per MAC.
 constexpr double kFlops = 2.0 * 3.0 * 3.0 * kTokens * kTopK * kModel * kFF;
 
-void set_threads() {
-  const char* env = std::getenv("MOETB_BENCH_THREADS");
-  const int n = env ? std::atoi(env) : 1;
-  at::set_num_threads(n);
-  using SetThreads = void (*)(int);
-  if (auto f = reinterpret_cast<SetThreads>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(n);
-}
+using moetb_bench::set_bench_threads;
 
 void BM_MoEForwardBackward(benchmark::State& state) {
-  set_threads();
+  set_bench_threads();
   moetb::MoEConfig cfg;
   cfg.d_model = kModel;
   cfg.d_ff = kFF;
@@ -48,7 +40,7 @@ BENCHMARK(BM_MoEForwardBackward)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // The same FLOPs as one dense SwiGLU over all 16384 token-slots.
 void BM_DenseSwiGLUSameShape(benchmark::State& state) {
-  set_threads();
+  set_bench_threads();
   const at::Tensor x = at::randn({kTokens * kTopK, kModel}).requires_grad_(true);  // [T*k, d_model]
   const at::Tensor wg = at::randn({kModel, kFF}).requires_grad_(true), wu = at::randn({kModel, kFF}).requires_grad_(true);
   const at::Tensor wd = at::randn({kFF, kModel}).requires_grad_(true);

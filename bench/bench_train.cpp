@@ -10,12 +10,11 @@
 #include <ATen/ops/randint.h>
 #include <ATen/ops/randn.h>
 #include <benchmark/benchmark.h>
-#include <dlfcn.h>
 
 #include <cmath>
-#include <cstdlib>
 #include <vector>
 
+#include "bench/bench_threads.h"
 #include "common/machine_info.h"
 #include "models/train_step.h"
 
@@ -28,16 +27,8 @@ struct Shape {
 constexpr Shape kShapes[] = {{"default", 241, 128, 2, 4, 8, 2, 128, 128, 16},
                              {"large", 241, 256, 4, 4, 16, 2, 256, 256, 16}};
 
-int bench_threads() {
-  const char* env = std::getenv("MOETB_BENCH_THREADS");
-  return env ? std::atoi(env) : 1;
-}
-
-void set_threads(int n) {
-  at::set_num_threads(n);
-  using SetThreads = void (*)(int);
-  if (auto f = reinterpret_cast<SetThreads>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(n);
-}
+using moetb_bench::bench_threads;
+using moetb_bench::set_threads;
 
 double flops_per_token(const Shape& s) {
   const double D = static_cast<double>(s.d_model);

@@ -6,16 +6,11 @@
 
 namespace moetb::fused {
 
-// h: [n, 2F] rows [a | b] -> s = sigmoid(a): [n, F], y = a s b: [n, F].
-void swiglu_forward(const float* h, float* s, float* y, int64_t n, int64_t F);
-void swiglu_forward(const double* h, double* s, double* y, int64_t n, int64_t F);
-// gh: [n, 2F] = (dy b s (1 + a (1 - s)) | dy a s) from h, s and dy: [n, F].
-void swiglu_backward(const float* h, const float* s, const float* dy, float* gh, int64_t n, int64_t F);
-void swiglu_backward(const double* h, const double* s, const double* dy, double* gh, int64_t n, int64_t F);
-// The same without s: y = a sigmoid(a) b only, and the backward recomputing sigmoid(a) from h
-// (the grouped experts: less memory traffic than storing s; the same values bit for bit).
+// h: [n, 2F] rows [a | b] -> y = a sigmoid(a) b: [n, F].
 void swiglu_forward_act(const float* h, float* y, int64_t n, int64_t F);
 void swiglu_forward_act(const double* h, double* y, int64_t n, int64_t F);
+// gh: [n, 2F] = (dy b s (1 + a (1 - s)) | dy a s), s = sigmoid(a) recomputed from h (cheaper
+// than storing it: less memory traffic, the same values bit for bit); dy: [n, F].
 void swiglu_backward_from_h(const float* h, const float* dy, float* gh, int64_t n, int64_t F);
 void swiglu_backward_from_h(const double* h, const double* dy, double* gh, int64_t n, int64_t F);
 

@@ -68,33 +68,7 @@ __attribute__((always_inline)) inline void rms_backward_impl(const T* xp, const 
   }
 }
 
-// y = silu(a) b over rows [a | b] of 2F; s = sigmoid(a) kept for the backward.
-template <typename T>
-__attribute__((always_inline)) inline void swiglu_forward_impl(const T* hp, T* sp, T* yp, int64_t n, int64_t F) {
-  for (int64_t i = 0; i < n; ++i) {
-    const T *a = hp + i * 2 * F, *b = a + F;
-    T *si = sp + i * F, *yr = yp + i * F;
-    for (int64_t j = 0; j < F; ++j) {
-      const T sv = fused::sigmoid(a[j]);
-      si[j] = sv;
-      yr[j] = a[j] * sv * b[j];
-    }
-  }
-}
-
-template <typename T>
-__attribute__((always_inline)) inline void swiglu_backward_impl(const T* hp, const T* sp, const T* gp, T* ghp, int64_t n, int64_t F) {
-  for (int64_t i = 0; i < n; ++i) {
-    const T *a = hp + i * 2 * F, *b = a + F, *si = sp + i * F, *g = gp + i * F;
-    T *ga = ghp + i * 2 * F, *gb = ga + F;
-    for (int64_t j = 0; j < F; ++j) {
-      const T sv = si[j], av = a[j];
-      ga[j] = g[j] * b[j] * sv * (1 + av * (1 - sv));
-      gb[j] = g[j] * av * sv;
-    }
-  }
-}
-
+// y = silu(a) b over rows [a | b] of 2F, and its backward with sigmoid(a) recomputed from h.
 template <typename T>
 __attribute__((always_inline)) inline void swiglu_forward_act_impl(const T* hp, T* yp, int64_t n, int64_t F) {
   for (int64_t i = 0; i < n; ++i) {
@@ -142,19 +116,9 @@ MOETB_CLONED void swiglu_backward_from_h(const float* hp, const float* gp, float
 void swiglu_backward_from_h(const double* hp, const double* gp, double* ghp, int64_t n, int64_t F) {
   swiglu_backward_from_h_impl(hp, gp, ghp, n, F);
 }
-MOETB_CLONED void swiglu_forward(const float* hp, float* sp, float* yp, int64_t n, int64_t F) { swiglu_forward_impl(hp, sp, yp, n, F); }
-void swiglu_forward(const double* hp, double* sp, double* yp, int64_t n, int64_t F) { swiglu_forward_impl(hp, sp, yp, n, F); }
-MOETB_CLONED void swiglu_backward(const float* hp, const float* sp, const float* gp, float* ghp, int64_t n, int64_t F) {
-  swiglu_backward_impl(hp, sp, gp, ghp, n, F);
-}
-void swiglu_backward(const double* hp, const double* sp, const double* gp, double* ghp, int64_t n, int64_t F) {
-  swiglu_backward_impl(hp, sp, gp, ghp, n, F);
-}
 }  // namespace fused
 
 namespace {
-using fused::swiglu_backward;
-using fused::swiglu_forward;
 #undef MOETB_CLONED
 
 struct RmsNormFn : public torch::autograd::Function<RmsNormFn> {
@@ -239,21 +203,21 @@ struct SwigluFn : public torch::autograd::Function<SwigluFn> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& h_in) {
     const at::Tensor h = h_in.contiguous();
     const int64_t n = h.size(0), F = h.size(1) / 2;
-    at::Tensor s = at::empty({n, F}, h.options()), y = at::empty({n, F}, h.options());  // s: [n, F] sigmoid(gate)
+    at::Tensor y = at::empty({n, F}, h.options());  // [n, F]
     AT_DISPATCH_FLOATING_TYPES(h.scalar_type(), "fused_swiglu", [&] {
-      swiglu_forward(h.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), n, F);
+      fused::swiglu_forward_act(h.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), n, F);
     });
-    ctx->save_for_backward({h, s});
+    ctx->save_for_backward({h});
     return y;
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    const at::Tensor &h = saved[0], &s = saved[1];
+    const at::Tensor& h = saved[0];
     const at::Tensor gy = grads[0].contiguous();
     const int64_t n = h.size(0), F = h.size(1) / 2;
     at::Tensor gh = at::empty_like(h);
     AT_DISPATCH_FLOATING_TYPES(h.scalar_type(), "fused_swiglu_backward", [&] {
-      swiglu_backward(h.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(), gy.data_ptr<scalar_t>(), gh.data_ptr<scalar_t>(), n, F);
+      fused::swiglu_backward_from_h(h.data_ptr<scalar_t>(), gy.data_ptr<scalar_t>(), gh.data_ptr<scalar_t>(), n, F);
     });
     return {gh};
   }

@@ -265,9 +265,9 @@ nlohmann::json blas_provenance() {
   if (auto th = reinterpret_cast<GetThreads>(::dlsym(RTLD_DEFAULT, "openblas_get_num_threads"))) j["threads"] = th();
   std::string source = env_or_empty(kSourceVar);
   if (source.empty()) source = env_or_empty("OPENBLAS_CORETYPE").empty() ? "openblas" : "user";
-  j["kernel_source"] = source;
+  j["kernel_source"] = source;  // user (OPENBLAS_CORETYPE), moetb (chosen from cpuid) or openblas
   j["OMP_WAIT_POLICY"] = env_or_empty("OMP_WAIT_POLICY");
-  j["OPENBLAS_THREAD_TIMEOUT"] = env_or_empty("OPENBLAS_THREAD_TIMEOUT");  // user (OPENBLAS_CORETYPE), moetb (chosen from cpuid) or openblas
+  j["OPENBLAS_THREAD_TIMEOUT"] = env_or_empty("OPENBLAS_THREAD_TIMEOUT");
   const std::string dflt = env_or_empty("MOETB_BLAS_KERNEL_DEFAULT");
   if (!dflt.empty()) j["openblas_default_kernel"] = dflt;
   return j;

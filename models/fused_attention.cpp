@@ -113,12 +113,9 @@ Mat<const T> cm(Mat<T> m) {
   return {m.p, m.ld};
 }
 
-// Chunks of the n = B * H heads the loops below split into: one per thread (parallel_blas.h).
-int head_chunks(int64_t n) { return static_cast<int>(std::min<int64_t>(n, blas::loop_threads())); }
-
 // Runs task(chunk, b, h) for every head (b, h), chunk t's heads on its own thread.
 void for_heads(int64_t n, const std::function<void(int, int64_t, int64_t)>& task, int64_t H) {
-  blas::parallel_chunks(n, head_chunks(n), [&](int t, int64_t i0, int64_t i1) {
+  blas::parallel_chunks(n, blas::chunks_for(n), [&](int t, int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) task(t, i / H, i % H);
   });
 }
@@ -147,7 +144,7 @@ struct CausalAttentionFn : public torch::autograd::Function<CausalAttentionFn> {
     const at::Tensor g = grads[0].stride(-1) == 1 ? grads[0] : grads[0].contiguous();  // [B, S, H, hd]
     const int64_t B = q.size(0), H = q.size(1), S = q.size(2), hd = q.size(3);
     at::Tensor dq = at::empty({B, H, S, hd}, q.options()), dk = at::empty_like(dq), dv = at::empty_like(dq);
-    const int chunks = head_chunks(B * H);
+    const int chunks = blas::chunks_for(B * H);
     at::Tensor ds = at::empty({chunks, S, S}, q.options());  // [chunks, S, S] scratch per thread: dP, then dS, per (batch, head)
     AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "fused_causal_attention_backward", [&] {
       for_heads(B * H, [&](int t, int64_t b, int64_t h) {
@@ -226,7 +223,7 @@ struct RopeAttentionFn : public torch::autograd::Function<RopeAttentionFn> {
     const at::Tensor g = grads[0].contiguous();  // [B, S, D]
     const int64_t B = qkv.size(0), S = qkv.size(1), H = qkv.size(3), hd = qkv.size(4), D = H * hd;
     at::Tensor dqkv = at::empty(qkv.sizes(), qkv.options());  // [B, S, 3, H, hd]
-    const int chunks = head_chunks(B * H);
+    const int chunks = blas::chunks_for(B * H);
     const int64_t per = S * S + 2 * S * hd;
     at::Tensor scratch = at::empty({chunks * per}, qkv.options());  // per thread: dS [S, S], dQ and dK of one head [S, hd]
     AT_DISPATCH_FLOATING_TYPES(qkv.scalar_type(), "fused_rope_attention_backward", [&] {

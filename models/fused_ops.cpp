@@ -25,7 +25,6 @@
 #include <ATen/ops/zeros.h>
 #include <torch/csrc/autograd/custom_function.h>
 
-#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -143,8 +142,8 @@ struct RmsNormFn : public torch::autograd::Function<RmsNormFn> {
     const int64_t D = x.size(-1), n = x.numel() / D;
     // Rows split over the threads; each chunk sums its own dw, added in chunk order (so one
     // thread count always gives the same sums, and one thread the plain row order).
-    const int chunks = static_cast<int>(std::min<int64_t>(n, blas::loop_threads()));
-    at::Tensor gx = at::empty_like(x), gw_parts = at::zeros({std::max(chunks, 1), D}, x.options());  // [chunks, D]
+    const int chunks = blas::chunks_for(n);
+    at::Tensor gx = at::empty_like(x), gw_parts = at::zeros({chunks, D}, x.options());  // [chunks, D]
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fused_rms_norm_backward", [&] {
       const scalar_t *X = x.data_ptr<scalar_t>(), *W = w.data_ptr<scalar_t>(), *R = r.data_ptr<scalar_t>(), *G = gy.data_ptr<scalar_t>();
       scalar_t *GX = gx.data_ptr<scalar_t>(), *GW = gw_parts.data_ptr<scalar_t>();

@@ -48,6 +48,8 @@ int loop_threads() {
   return std::max(1, at::get_num_threads());
 }
 
+int chunks_for(int64_t n) { return static_cast<int>(std::clamp<int64_t>(n, 1, loop_threads())); }
+
 void parallel_chunks(int64_t n, int chunks, const std::function<void(int, int64_t, int64_t)>& task) {
   if (n <= 0) return;
   chunks = static_cast<int>(std::clamp<int64_t>(chunks, 1, std::min<int64_t>(n, loop_threads())));

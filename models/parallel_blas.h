@@ -1,6 +1,7 @@
 // Coarse-grained parallel loops for the fused CPU paths (fused_attention.cpp,
-// fused_experts.cpp): each thread runs whole independent pieces (one attention head, a
-// group of experts) and calls BLAS on its own products, with OpenBLAS held at one thread
+// fused_experts.cpp, fused_ops.cpp, fused_adamw.cpp): each thread runs whole independent
+// pieces (attention heads, a group of experts, a range of rows or columns) and calls BLAS
+// on its own products, with OpenBLAS held at one thread
 // meanwhile so the two levels of threading do not fight (docs/performance.md, Threads).
 // The split depends only on the work and the thread count, so a run with the same
 // threads gives the same numbers; with one thread everything runs in the calling thread.
@@ -14,6 +15,10 @@ namespace moetb::blas {
 // Threads the parallel loops may use: at::get_num_threads(), or 1 when the BLAS threads
 // cannot be held at one (not OpenBLAS) or when already inside a parallel region.
 int loop_threads();
+
+// Chunks parallel_chunks cuts n items into: min(n, loop_threads()), at least 1; size
+// per-chunk scratch or partial results with it.
+int chunks_for(int64_t n);
 
 // Runs task(t, begin, end) for the chunks of [0, n): chunk t of `chunks` (each at least one
 // item) on its own thread, so t can index per-thread scratch; chunks <= loop_threads().

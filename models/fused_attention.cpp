@@ -34,18 +34,22 @@ using torch::autograd::variable_list;
 constexpr int64_t kDefaultBlock = 32;
 
 // Softmax of rows r0 .. r0 + m of a block (row i at p + i ld holds scores for keys 0 .. n),
-// each over its keys 0 .. r0 + i; the keys after the diagonal are set to 0.
+// each over its keys 0 .. r0 + i; the keys after the diagonal are set to 0. The exp, sum and
+// scaling passes run over whole 16-lane groups (end: len rounded up, at most n), and the
+// keys past the diagonal inside the last group are zeroed after the exp (which may give
+// anything there), so the loops vectorise without a per-key condition or a scalar exp tail;
+// a NaN score still gives a NaN row.
 template <typename T>
 __attribute__((always_inline)) inline void causal_softmax_rows_impl(T* p, int64_t ld, int64_t r0, int64_t m, int64_t n) {
   for (int64_t i = 0; i < m; ++i) {
     T* x = p + i * ld;
-    const int64_t len = r0 + i + 1;
+    const int64_t len = r0 + i + 1, end = std::min(n, (len + 15) / 16 * 16);
     const T mx = fused::max16(x, len);
-    for (int64_t c = 0; c < len; ++c) x[c] = fused::exp_nonpositive(x[c] - mx);
-    const T sum = fused::sum16(x, len);
-    const T inv = T(1) / sum;
-    for (int64_t c = 0; c < len; ++c) x[c] *= inv;
-    for (int64_t c = len; c < n; ++c) x[c] = 0;
+    for (int64_t c = 0; c < end; ++c) x[c] = fused::exp_nonpositive(x[c] - mx);
+    for (int64_t c = len; c < end; ++c) x[c] = 0;  // past the diagonal: whatever exp gave there
+    const T inv = T(1) / fused::sum16(x, end);
+    for (int64_t c = 0; c < end; ++c) x[c] *= inv;
+    for (int64_t c = end; c < n; ++c) x[c] = 0;
   }
 }
 

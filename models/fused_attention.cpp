@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <type_traits>
 
@@ -37,21 +38,31 @@ constexpr int64_t kDefaultBlock = 32;
 
 // Softmax of rows r0 .. r0 + m of a block (row i at p + i ld holds scores for keys 0 .. n),
 // each over its keys 0 .. r0 + i; the keys after the diagonal are set to 0. The exp, sum and
-// scaling passes run over whole 16-lane groups (end: len rounded up, at most n), and the
-// keys past the diagonal inside the last group are zeroed after the exp (which may give
-// anything there), so the loops vectorise without a per-key condition or a scalar exp tail;
-// a NaN score still gives a NaN row.
+// scaling passes run over whole 16-lane groups (end: len rounded up, at most n), the keys
+// past the diagonal inside the last group masked to 0 after the exp (which may give anything
+// there), so the loops vectorise without a scalar exp tail; a NaN score still gives a NaN row.
 template <typename T>
 __attribute__((always_inline)) inline void causal_softmax_rows_impl(T* p, int64_t ld, int64_t r0, int64_t m, int64_t n) {
   for (int64_t i = 0; i < m; ++i) {
     T* x = p + i * ld;
     const int64_t len = r0 + i + 1, end = std::min(n, (len + 15) / 16 * 16);
     const T mx = fused::max16(x, len);
-    for (int64_t c = 0; c < end; ++c) x[c] = fused::exp_nonpositive(x[c] - mx);
-    for (int64_t c = len; c < end; ++c) x[c] = 0;  // past the diagonal: whatever exp gave there
-    const T inv = T(1) / fused::sum16(x, end);
-    for (int64_t c = 0; c < end; ++c) x[c] *= inv;
-    for (int64_t c = end; c < n; ++c) x[c] = 0;
+    T acc[16] = {};  // the exp and the sum in one pass, 16 lanes as in fused::sum16
+    int64_t c = 0;
+    for (; c + 16 <= end; c += 16)
+      for (int j = 0; j < 16; ++j) {
+        const T e = fused::exp_nonpositive(x[c + j] - mx);
+        const T kept = c + j < len ? e : T(0);  // past the diagonal: whatever exp gave there
+        x[c + j] = kept;
+        acc[j] += kept;
+      }
+    for (; c < end; ++c) {
+      x[c] = c < len ? fused::exp_nonpositive(x[c] - mx) : T(0);
+      acc[0] += x[c];
+    }
+    const T inv = T(1) / fused::lanes_sum16(acc);
+    for (c = 0; c < end; ++c) x[c] *= inv;
+    for (c = end; c < n; ++c) x[c] = 0;
   }
 }
 
@@ -97,9 +108,37 @@ __attribute__((always_inline)) inline void transpose_impl(const T* __restrict sr
         for (int64_t i = i0; i < i1; ++i) dst[j * ldd + i] = src[i * lds + j];
     }
 }
+// An 8 x 8 float block by three rounds of two-vector shuffles (GCC's vector extensions, so
+// each CPU clone gets its own shuffle instructions): pairs of rows interleaved, then pairs of
+// pairs, then the halves swapped; out row j = in column j.
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+__attribute__((always_inline)) inline void transpose8x8(const float* src, int64_t lds, float* dst, int64_t ldd) {
+  v8f r[8], t[8], u[8];
+  for (int i = 0; i < 8; ++i) std::memcpy(&r[i], src + i * lds, sizeof(v8f));
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = __builtin_shuffle(r[i], r[i + 1], v8i{0, 8, 1, 9, 4, 12, 5, 13});
+    t[i + 1] = __builtin_shuffle(r[i], r[i + 1], v8i{2, 10, 3, 11, 6, 14, 7, 15});
+  }
+  for (int i = 0; i < 8; i += 4)
+    for (int j = 0; j < 2; ++j) {
+      u[i + j] = __builtin_shuffle(t[i + j], t[i + j + 2], v8i{0, 1, 8, 9, 4, 5, 12, 13});      // columns 2j, 2j + 4 ...
+      u[i + j + 2] = __builtin_shuffle(t[i + j], t[i + j + 2], v8i{2, 3, 10, 11, 6, 7, 14, 15});  // ... and 2j + 1, 2j + 5
+    }
+  // u[0], u[2], u[1], u[3] (rows 0-3) hold columns (0, 4), (1, 5), (2, 6), (3, 7); u[4..7] rows 4-7.
+  const int col_of[4] = {0, 2, 1, 3};
+  for (int q = 0; q < 4; ++q) {
+    const v8f lo = __builtin_shuffle(u[q], u[q + 4], v8i{0, 1, 2, 3, 8, 9, 10, 11});
+    const v8f hi = __builtin_shuffle(u[q], u[q + 4], v8i{4, 5, 6, 7, 12, 13, 14, 15});
+    std::memcpy(dst + col_of[q] * ldd, &lo, sizeof(v8f));
+    std::memcpy(dst + (col_of[q] + 4) * ldd, &hi, sizeof(v8f));
+  }
+}
 __attribute__((target_clones("avx512f", "avx2", "default")))
 void transpose(const float* src, int64_t lds, float* dst, int64_t ldd, int64_t rows, int64_t cols) {
-  transpose_impl(src, lds, dst, ldd, rows, cols);
+  if (rows % 8 != 0 || cols % 8 != 0) return transpose_impl(src, lds, dst, ldd, rows, cols);
+  for (int64_t i = 0; i < rows; i += 8)
+    for (int64_t j = 0; j < cols; j += 8) transpose8x8(src + i * lds + j, lds, dst + j * ldd + i, ldd);
 }
 void transpose(const double* src, int64_t lds, double* dst, int64_t ldd, int64_t rows, int64_t cols) {
   transpose_impl(src, lds, dst, ldd, rows, cols);

@@ -114,8 +114,19 @@ TEST_CASE("fused ops: block-causal attention equals softmax(causal scores) v, fo
               [&](const auto& t) { return rope_attention_reference(t[0], cos, sin); }, {qkv}, seeded_randn({B, S, H * hd}, 28, dtype),
               tol);
     }
-    // Separate contiguous q, k, v; large scores (x 8) so the softmax is peaked; one row (S = 1).
-    for (const int64_t s : {int64_t{33}, int64_t{1}}) {
+    // The model's head size 32 (rotary rows specialised for it) at S = 64, whole 8 x 8
+    // transposes of K and V and whole 16-lane softmax rows.
+    {
+      INFO("rope attention, S 64, hd 32");
+      const at::Tensor qkv32 = seeded_randn({1, 64, 3, 2, 32}, 29, dtype), ang32 = seeded_randn({64, 16}, 30, dtype);
+      const at::Tensor cos32 = ang32.cos(), sin32 = ang32.sin();
+      compare([&](const auto& t) { return fused_rope_attention(t[0], cos32, sin32, 0); },
+              [&](const auto& t) { return rope_attention_reference(t[0], cos32, sin32); }, {qkv32}, seeded_randn({1, 64, 64}, 31, dtype),
+              tol);
+    }
+    // Separate contiguous q, k, v; large scores (x 8) so the softmax is peaked; one row
+    // (S = 1); S = 48 with hd = 8: whole 8 x 8 transposes.
+    for (const int64_t s : {int64_t{33}, int64_t{1}, int64_t{48}}) {
       INFO("S " << s);
       compare([](const auto& t) { return fused_causal_attention(t[0], t[1], t[2], 16); },
               [](const auto& t) { return causal_attention_reference(t[0], t[1], t[2]); },

@@ -11,6 +11,7 @@
 #include "models/fused_attention.h"
 #include "models/fused_experts.h"
 #include "bench/bench_threads.h"
+#include "common/machine_info.h"
 
 namespace {
 
@@ -63,4 +64,10 @@ BENCHMARK(BM_RoutedExperts)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseR
 
 }  // namespace
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  moetb::tune_malloc_for_training();  // as moetb-torch does: the step's buffers stay mapped
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

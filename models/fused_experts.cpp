@@ -76,7 +76,9 @@ void experts_forward_range(ExpertRange r, const int64_t* cnt, const int64_t* off
 }
 
 // The backward of experts r from dY [m, d]: dX [m, d] and the experts' weight gradients
-// (zero for experts without rows); dA [m, F] and dH [m, 2F] are scratch.
+// (zero for experts without rows); dA [m, F] and dH [m, 2F] are scratch. Each may be the
+// buffer it is computed from (dA = A, dH = H, dX = X): per expert, every product and row
+// loop reads a buffer's rows before the same rows are overwritten.
 template <typename T>
 void experts_backward_range(ExpertRange r, const int64_t* cnt, const int64_t* off, const T* X, const T* Wg, const T* Wu, const T* Wd,
                             const T* H, const T* A, const T* dY, T* dA, T* dH, T* dX, T* dWg, T* dWu, T* dWd, int64_t d,
@@ -90,7 +92,10 @@ void experts_backward_range(ExpertRange r, const int64_t* cnt, const int64_t* of
     }
     gemm_rm(true, false, F, d, cnt[e], T(1), A + o * F, F, dY + o * d, d, T(0), dWd + e * F * d, d);
     gemm_rm(false, true, cnt[e], F, d, T(1), dY + o * d, d, Wd + e * F * d, d, T(0), dA + o * F, F);
-    fused::swiglu_backward_from_h(H + o * 2 * F, dA + o * F, dH + o * 2 * F, cnt[e], F);
+    if (dH == H)
+      fused::swiglu_backward_in_place(dH + o * 2 * F, dA + o * F, cnt[e], F);
+    else
+      fused::swiglu_backward_from_h(H + o * 2 * F, dA + o * F, dH + o * 2 * F, cnt[e], F);
     gemm_rm(true, false, d, F, cnt[e], T(1), X + o * d, d, dH + o * 2 * F, 2 * F, T(0), dWg + e * d * F, F);
     gemm_rm(true, false, d, F, cnt[e], T(1), X + o * d, d, dH + o * 2 * F + F, 2 * F, T(0), dWu + e * d * F, F);
     gemm_rm(false, true, cnt[e], d, F, T(1), dH + o * 2 * F, 2 * F, Wg + e * d * F, F, T(0), dX + o * d, d);
@@ -116,12 +121,16 @@ std::vector<at::Tensor> experts_forward(const at::Tensor& xs, const at::Tensor& 
   return {h, a, y};
 }
 
-// The experts' backward from dy [m, d]: returns {dxs [m, d], dwg, dwu, dwd}.
+// The experts' backward from dy [m, d]: returns {dxs [m, d], dwg, dwu, dwd}. With
+// overwrite_saved, xs, h and a are the forward's own buffers, no longer needed: dxs, dH and
+// dA are written over them (no fresh buffers, whose first writes miss the cache).
 std::vector<at::Tensor> experts_backward(const at::Tensor& xs, const at::Tensor& wg, const at::Tensor& wu, const at::Tensor& wd,
                                          const at::Tensor& h, const at::Tensor& a, const int64_t* cnt,
-                                         const at::Tensor& dy) {
+                                         const at::Tensor& dy, bool overwrite_saved = false) {
   const int64_t m = xs.size(0), d = xs.size(1), E = wg.size(0), F = wg.size(2);
-  at::Tensor da = at::empty({m, F}, xs.options()), dh = at::empty({m, 2 * F}, xs.options()), dx = at::empty({m, d}, xs.options());
+  at::Tensor da = overwrite_saved ? a : at::empty({m, F}, xs.options());          // [m, F]
+  at::Tensor dh = overwrite_saved ? h : at::empty({m, 2 * F}, xs.options());      // [m, 2F]
+  at::Tensor dx = overwrite_saved ? xs : at::empty({m, d}, xs.options());         // [m, d]
   at::Tensor dwg = at::empty_like(wg), dwu = at::empty_like(wu), dwd = at::empty_like(wd);  // [E, d, F], [E, F, d]
   const std::vector<int64_t> off = row_offsets(cnt, E);
   AT_DISPATCH_FLOATING_TYPES(xs.scalar_type(), "fused_grouped_swiglu_backward", [&] {
@@ -155,7 +164,7 @@ struct GroupedSwigluFn : public torch::autograd::Function<GroupedSwigluFn> {
 // The routed layer's row loops, cloned per CPU so the inner loops vectorise (the row
 // order of the sums is the same for every clone and thread count):
 //   add_rows: O[tk[i], j0:j1] += R[i, j0:j1] w[i] (w = nullptr: 1) for i in [0, m);
-//   weight_grad_rows: dY[i] = G[tk[i]] w[i] and dw[i] = <G[tk[i]], Y[i]> for i in [i0, i1).
+//   weight_grad_rows: dw[i] = <G[tk[i]], Y[i]> and dY[i] = G[tk[i]] w[i] for i in [i0, i1).
 template <typename T>
 __attribute__((always_inline)) inline void add_rows_impl(T* __restrict O, const T* __restrict R, const T* w, const int64_t* tk, int64_t m,
                                                          int64_t d, int64_t j0, int64_t j1) {
@@ -171,14 +180,14 @@ __attribute__((always_inline)) inline void add_rows_impl(T* __restrict O, const 
   }
 }
 template <typename T>
-__attribute__((always_inline)) inline void weight_grad_rows_impl(const T* __restrict G, const T* __restrict Y, const T* w, const int64_t* tk,
-                                                                 T* __restrict dY, T* __restrict dw, int64_t i0, int64_t i1, int64_t d) {
-  for (int64_t i = i0; i < i1; ++i) {
+__attribute__((always_inline)) inline void weight_grad_rows_impl(const T* __restrict G, const T* Y, const T* w, const int64_t* tk, T* dY,
+                                                                 T* __restrict dw, int64_t i0, int64_t i1, int64_t d) {
+  for (int64_t i = i0; i < i1; ++i) {  // dY may be Y: each row is read (the dot) before it is written
     const T *g = G + tk[i] * d, *yr = Y + i * d;
-    T* __restrict dyr = dY + i * d;
+    T* dyr = dY + i * d;
     const T wi = w[i];
-    for (int64_t j = 0; j < d; ++j) dyr[j] = g[j] * wi;
     dw[i] = fused::dot16(g, yr, static_cast<const T*>(nullptr), d);
+    for (int64_t j = 0; j < d; ++j) dyr[j] = g[j] * wi;
   }
 }
 // Without contraction: a column split (several threads) must not turn some of the adds into
@@ -231,14 +240,21 @@ struct RoutedSwigluFn : public torch::autograd::Function<RoutedSwigluFn> {
     ctx->saved_data["T"] = T;
     return out;
   }
+  // The backward writes its gradients over the forward's own buffers (gathered rows, gate |
+  // up, activation, expert outputs: see experts_backward), so it can run once per forward.
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    TORCH_CHECK(!ctx->saved_data.count("spent"),
+                "fused routed experts: backward ran twice through the same graph (retain_graph is not supported: it reuses the "
+                "forward's buffers)");
+    ctx->saved_data["spent"] = true;
     const auto v = ctx->get_saved_variables();
     const at::Tensor &xs = v[0], &tokens = v[1], &w = v[2], &ys = v[8];
     const at::Tensor counts = ctx->saved_data["counts"].toTensor();
     const int64_t T = ctx->saved_data["T"].toInt(), m = xs.size(0), d = xs.size(1);
     const at::Tensor gout = grads[0].contiguous();  // [T, d]
     const int64_t* tk = tokens.data_ptr<int64_t>();
-    at::Tensor dys = at::empty({m, d}, xs.options()), dw = at::empty({m}, xs.options());  // [m, d], [m]
+    const at::Tensor& dys = ys;  // [m, d]: dY written over the expert outputs, row by row after their dot
+    at::Tensor dw = at::empty({m}, xs.options());  // [m]
     AT_DISPATCH_FLOATING_TYPES(xs.scalar_type(), "fused_routed_combine_backward", [&] {
       const scalar_t *G = gout.data_ptr<scalar_t>(), *Y = ys.data_ptr<scalar_t>(), *W = w.data_ptr<scalar_t>();
       scalar_t *dY = dys.data_ptr<scalar_t>(), *dW = dw.data_ptr<scalar_t>();
@@ -246,7 +262,7 @@ struct RoutedSwigluFn : public torch::autograd::Function<RoutedSwigluFn> {
         weight_grad_rows(G, Y, W, tk, dY, dW, i0, i1, d);
       });
     });
-    const auto g = experts_backward(xs, v[3], v[4], v[5], v[6], v[7], counts.data_ptr<int64_t>(), dys);
+    const auto g = experts_backward(xs, v[3], v[4], v[5], v[6], v[7], counts.data_ptr<int64_t>(), dys, /*overwrite_saved=*/true);
     at::Tensor dx = at::zeros({T, d}, xs.options());  // [T, d]
     AT_DISPATCH_FLOATING_TYPES(xs.scalar_type(), "fused_routed_scatter", [&] {
       const scalar_t* dXs = g[0].data_ptr<scalar_t>();

@@ -13,5 +13,8 @@ void swiglu_forward_act(const double* h, double* y, int64_t n, int64_t F);
 // than storing it: less memory traffic, the same values bit for bit); dy: [n, F].
 void swiglu_backward_from_h(const float* h, const float* dy, float* gh, int64_t n, int64_t F);
 void swiglu_backward_from_h(const double* h, const double* dy, double* gh, int64_t n, int64_t F);
+// The same written over h itself (h: [n, 2F] in, its gradient out), for callers done with h.
+void swiglu_backward_in_place(float* h, const float* dy, int64_t n, int64_t F);
+void swiglu_backward_in_place(double* h, const double* dy, int64_t n, int64_t F);
 
 }  // namespace moetb::fused

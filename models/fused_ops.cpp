@@ -90,6 +90,20 @@ __attribute__((always_inline)) inline void swiglu_backward_from_h_impl(const T* 
   }
 }
 
+// In place over h: each lane's a and b are read before its gradients are written there.
+template <typename T>
+__attribute__((always_inline)) inline void swiglu_backward_in_place_impl(T* hp, const T* __restrict gp, int64_t n, int64_t F) {
+  for (int64_t i = 0; i < n; ++i) {
+    T *a = hp + i * 2 * F, *b = a + F;
+    const T* __restrict g = gp + i * F;
+    for (int64_t j = 0; j < F; ++j) {
+      const T av = a[j], bv = b[j], sv = fused::sigmoid(av);
+      a[j] = g[j] * bv * sv * (1 + av * (1 - sv));
+      b[j] = g[j] * av * sv;
+    }
+  }
+}
+
 #define MOETB_CLONED __attribute__((target_clones("avx512f", "avx2", "default")))
 MOETB_CLONED void rms_forward(const float* xp, const float* wp, float* yp, float* rp, int64_t n, int64_t D, double eps) {
   rms_forward_impl(xp, wp, yp, rp, n, D, eps);
@@ -115,6 +129,8 @@ MOETB_CLONED void swiglu_backward_from_h(const float* hp, const float* gp, float
 void swiglu_backward_from_h(const double* hp, const double* gp, double* ghp, int64_t n, int64_t F) {
   swiglu_backward_from_h_impl(hp, gp, ghp, n, F);
 }
+MOETB_CLONED void swiglu_backward_in_place(float* hp, const float* gp, int64_t n, int64_t F) { swiglu_backward_in_place_impl(hp, gp, n, F); }
+void swiglu_backward_in_place(double* hp, const double* gp, int64_t n, int64_t F) { swiglu_backward_in_place_impl(hp, gp, n, F); }
 }  // namespace fused
 
 namespace {

@@ -181,7 +181,23 @@ TEST_CASE("fused ops: grouped expert SwiGLU equals the per-expert products, forw
             {seeded_randn({7, d}, 46, dtype), seeded_randn({m}, 47, dtype).abs(), seeded_randn({E, d, F}, 42, dtype),
              seeded_randn({E, d, F}, 43, dtype), seeded_randn({E, F, d}, 44, dtype)},
             seeded_randn({7, d}, 48, dtype), tol);
+    // Whole vector rows (d 16, F 32), where the backward writes its gradients over the
+    // forward's buffers in vector steps (gradients of magnitude ~100 here: 10x the tolerance).
+    compare([&](const auto& t) { return fused_routed_swiglu(t[0], tokens, t[1], t[2], t[3], t[4], counts); },
+            [&](const auto& t) { return routed_swiglu_reference(t[0], tokens, t[1], t[2], t[3], t[4], counts); },
+            {seeded_randn({7, 16}, 49, dtype), seeded_randn({m}, 50, dtype).abs(), seeded_randn({E, 16, 32}, 51, dtype),
+             seeded_randn({E, 16, 32}, 52, dtype), seeded_randn({E, 32, 16}, 53, dtype)},
+            seeded_randn({7, 16}, 54, dtype), tol * 10);
   }
+  // The routed backward reuses the forward's buffers, so a second backward through the same
+  // graph (retain_graph) is refused with a message instead of giving wrong gradients.
+  const at::Tensor tokens = at::tensor(std::vector<int64_t>{0, 1, 1});
+  const at::Tensor x = seeded_randn({2, 4}, 55).requires_grad_(true);
+  const at::Tensor y = fused_routed_swiglu(x, tokens, at::ones({3}), seeded_randn({2, 4, 3}, 56), seeded_randn({2, 4, 3}, 57),
+                                           seeded_randn({2, 3, 4}, 58), at::tensor(std::vector<int64_t>{2, 1}));
+  const at::Tensor loss = y.sum();
+  loss.backward({}, /*retain_graph=*/true);
+  CHECK_THROWS_WITH(loss.backward(), Catch::Contains("retain_graph is not supported"));
 }
 
 TEST_CASE("fused ops: fused AdamW follows torch::optim::AdamW step by step", "[models]") {

@@ -24,7 +24,7 @@
 
 #include "models/blas_gemm.h"
 #include "models/fused_kernels.h"
-#include "models/fused_math.h"
+#include "common/fused_math.h"
 #include "models/fused_ops.h"
 #include "models/parallel_blas.h"
 

@@ -15,7 +15,7 @@
 #include <cmath>
 #include <type_traits>
 
-#include "models/fused_math.h"
+#include "common/fused_math.h"
 
 namespace moetb {
 namespace {

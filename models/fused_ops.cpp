@@ -9,7 +9,7 @@
 #include "models/fused_ops.h"
 
 #include "models/fused_kernels.h"
-#include "models/fused_math.h"
+#include "common/fused_math.h"
 #include "models/parallel_blas.h"
 
 #include <ATen/Dispatch.h>

@@ -47,11 +47,8 @@ at::Tensor counts_balance_loss(const at::Tensor& probs, const std::vector<double
 }
 
 void StepLoad::add(const at::Tensor& experts) {
-  const at::Tensor ids = experts.reshape({-1});
-  const at::Tensor c = at::bincount(ids.masked_select(ids.ge(0)).cpu(), {}, static_cast<int64_t>(counts_.size()))
-                           .to(at::kDouble).contiguous();  // [E]
-  const double* p = c.data_ptr<double>();
-  for (std::size_t e = 0; e < counts_.size(); ++e) counts_[e] += p[e];
+  const std::vector<double> c = expert_counts(experts, static_cast<int64_t>(counts_.size()));  // [E]
+  for (std::size_t e = 0; e < counts_.size(); ++e) counts_[e] += c[e];
 }
 
 at::Tensor scoped_balance_loss(const RouterConfig& cfg, const at::Tensor& probs, const at::Tensor& experts,

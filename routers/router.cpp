@@ -5,15 +5,17 @@
 // 2202.08906). The sequence and global-batch scopes live in routers/balance.cpp.
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/bincount.h>
-#include <ATen/ops/logsumexp.h>
+#include <ATen/ops/from_blob.h>
 #include <ATen/ops/zeros.h>
 
 #include <sstream>
 #include <stdexcept>
 #include <utility>
+#include <vector>
 
 #include "routers/router.h"
 #include "routers/router_internal.h"
+#include "routers/router_kernels.h"
 
 namespace moetb {
 
@@ -108,17 +110,22 @@ RoutingDecision Router::checked_route(const at::Tensor& logits, const RouteConte
 
 at::Tensor switch_balance_loss(const at::Tensor& probs, const at::Tensor& experts) {
   const int64_t n_experts = probs.size(1);
+  if (experts.device().is_cpu()) {  // the counts by one loop (router_kernels.h)
+    const std::vector<double> counts = expert_counts(experts, n_experts);
+    double total = 0.0;
+    for (double c : counts) total += c;
+    if (probs.size(0) == 0 || total == 0.0) return at::zeros({}, probs.options());
+    std::vector<double> share(counts);
+    for (double& x : share) x /= total;
+    const at::Tensor f = at::from_blob(share.data(), {n_experts}, at::kDouble).to(probs.options(), false, /*copy=*/true);  // [E]
+    return f.mul(probs.mean(0)).sum().mul(static_cast<double>(n_experts));  // []
+  }
   const at::Tensor ids = experts.reshape({-1}).masked_select(experts.reshape({-1}).ge(0));  // [n_assigned]
   if (probs.size(0) == 0 || ids.numel() == 0) return at::zeros({}, probs.options());
   const at::Tensor f =
       at::bincount(ids, {}, n_experts).to(probs.scalar_type()).div(static_cast<double>(ids.numel()));  // [n_experts]
   const at::Tensor p = probs.mean(0);                     // [n_experts]
   return f.mul(p).sum().mul(static_cast<double>(n_experts));  // []
-}
-
-at::Tensor router_z_loss(const at::Tensor& logits) {
-  if (logits.size(0) == 0) return at::zeros({}, logits.options());
-  return at::logsumexp(logits, {1}).pow(2).mean();  // [n_tokens] -> []
 }
 
 void set_learned_aux(RoutingDecision& decision, const at::Tensor& logits, const at::Tensor& probs,

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "routers/router.h"
+#include "routers/router_kernels.h"
 
 namespace moetb {
 
@@ -34,8 +35,8 @@ int64_t expert_choice_capacity(int64_t n_tokens, const RouterConfig& cfg);
 // probs: [n_tokens, n_experts]; experts: [n_tokens, k] int64, -1 = empty. Returns [].
 at::Tensor switch_balance_loss(const at::Tensor& probs, const at::Tensor& experts);
 
-// mean over tokens of logsumexp(logits)^2; 0 for 0 tokens. logits: [n_tokens, n_experts].
-at::Tensor router_z_loss(const at::Tensor& logits);
+// router_z_loss (mean over tokens of logsumexp(logits)^2), topk_indices and expert_counts:
+// routers/router_kernels.h.
 
 // Sets decision.aux_loss = balance_coef*balance + z_loss_coef*z and the unweighted
 // aux_terms "balance" and "z_loss". probs: [n_tokens, n_experts] (P_e of the balance loss).

@@ -85,7 +85,7 @@ class TopkRouter final : public Router {
     if (cfg_.bias_update_rate > 0.0)
       select = select.add(at::from_blob(bias_.data(), {cfg_.n_experts}, at::kDouble).to(select.options()));
     if (cfg_.n_groups > 1) select = limit_to_groups(select);
-    const at::Tensor top_ids = std::get<1>(at::topk(select, cfg_.top_k, 1, /*largest=*/true, /*sorted=*/true));  // [n_tokens, k]
+    const at::Tensor top_ids = topk_indices(select, cfg_.top_k);  // [n_tokens, k], as at::topk's (router_kernels.h)
     RoutingDecision d;
     d.experts = top_ids;
     if (cfg_.topk_before_softmax) {

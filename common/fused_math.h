@@ -1,4 +1,4 @@
-// Branch-free elementwise maths for the fused CPU loops (fused_ops.cpp, fused_attention.cpp):
+// Branch-free elementwise maths for the fused CPU loops (models/fused_*.cpp, routers/router_kernels.cpp):
 // exp of a non-positive float by Cephes' expf reduction and polynomial (about 1 ulp), the
 // logistic sigmoid built on it, and 16-lane sum and max reductions that the compiler turns
 // into vector code without -ffast-math (each lane keeps its own order; the lanes are then

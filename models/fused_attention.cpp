@@ -95,7 +95,7 @@ Mat<T> head(const at::Tensor& t, int64_t b, int64_t h, int64_t dim_s, int64_t di
   return {t.data_ptr<T>() + b * t.stride(0) + h * t.stride(dim_h), t.stride(dim_s)};
 }
 
-// dst [cols, rows] (row stride S) = src^T for src [rows, cols] (row stride lds), in 16 x 16
+// dst [cols, rows] (row stride ldd) = src^T for src [rows, cols] (row stride lds), in 16 x 16
 // tiles so neither side is walked with a large stride for long.
 template <typename T>
 __attribute__((always_inline)) inline void transpose_impl(const T* __restrict src, int64_t lds, T* __restrict dst, int64_t ldd, int64_t rows,

@@ -10,7 +10,6 @@
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
 #include <ATen/ops/softmax.h>
-#include <ATen/ops/topk.h>
 
 #include <memory>
 #include <string>
@@ -45,7 +44,7 @@ class BalancedRouter final : public Router {
     const at::Tensor probs = at::softmax(logits, 1);  // [n_tokens, E]
     at::Tensor top_ids;  // [n_tokens, k]
     if (!ctx.training) {
-      top_ids = std::get<1>(at::topk(probs.detach(), cfg_.top_k, 1, true, true));
+      top_ids = topk_indices(probs.detach(), cfg_.top_k);  // at::topk's indices (router_kernels.h)
     } else if (cfg_.assign_scope == BalanceScope::kSequence) {  // each sequence balanced on its own
       top_ids = at::empty({logits.size(0), cfg_.top_k}, logits.options().dtype(at::kLong));
       for (const at::Tensor& rows : sequence_rows(ctx.sequence_ids))

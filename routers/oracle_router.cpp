@@ -8,7 +8,6 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/arange.h>
 #include <ATen/ops/softmax.h>
-#include <ATen/ops/topk.h>
 #include <ATen/ops/zeros.h>
 
 #include <limits>
@@ -71,7 +70,7 @@ class OracleRouter final : public Router {
     const at::Tensor probs = at::softmax(masked, 1);  // [n_tokens, E], 0 outside the group
     // Rank on the masked logits, not the probs: an in-group expert whose prob underflows
     // to 0 must still rank above every masked one.
-    at::Tensor top_ids = std::get<1>(at::topk(masked, cfg_.top_k, 1, true, true));  // [n_tokens, k]
+    at::Tensor top_ids = topk_indices(masked, cfg_.top_k);  // [n_tokens, k], as at::topk's (router_kernels.h)
     const at::Tensor k_eff =
         group_size_.to(logits.device()).index_select(0, domain_ids).clamp_max(cfg_.top_k);  // [n_tokens]
     const at::Tensor slot = at::arange(cfg_.top_k, domain_ids.options());                // [k]

@@ -9,7 +9,6 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/logsumexp.h>
 #include <ATen/ops/softmax.h>
-#include <ATen/ops/topk.h>
 #include <ATen/ops/zeros.h>
 
 #include <algorithm>
@@ -76,7 +75,7 @@ class SinkhornRouter final : public Router {
       d.aux_terms["sinkhorn_residual"] = s.residual;
       d.aux_terms["sinkhorn_iterations"] = static_cast<double>(s.iterations);
     }
-    const at::Tensor top_ids = std::get<1>(at::topk(select, cfg_.top_k, 1, /*largest=*/true, /*sorted=*/true));  // [n, k]
+    const at::Tensor top_ids = topk_indices(select, cfg_.top_k);  // [n, k], as at::topk's (router_kernels.h)
     return assigned_decision(top_ids, probs, logits, cfg_, std::move(d));  // d holds the Sinkhorn terms
   }
 };

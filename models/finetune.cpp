@@ -27,6 +27,7 @@
 #include "models/finetune_flops.h"
 #include "models/progress.h"
 #include "models/run_model.h"
+#include "models/train_step.h"
 #include "runs/run_reader.h"
 #include "runs/run_writer.h"
 
@@ -59,17 +60,6 @@ int domain_index(const Dataset& data, const std::string& name, const std::string
     throw std::invalid_argument("--domain: '" + name + "' is not a domain of " + label + " (domains: " + known + ")");
   }
   return static_cast<int>(it - names.begin());
-}
-
-void clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) {
-  const c10::NoGradGuard no_grad;
-  double sq = 0.0;
-  for (const auto& p : params)
-    if (p.grad().defined()) sq += p.grad().to(at::kDouble).pow(2).sum().item<double>();
-  const double norm = std::sqrt(sq);
-  if (norm > max_norm)
-    for (const auto& p : params)
-      if (p.grad().defined()) p.mutable_grad().mul_(max_norm / (norm + 1e-6));
 }
 
 nlohmann::json opt_json(const std::optional<double>& x) { return x ? nlohmann::json(*x) : nlohmann::json(nullptr); }

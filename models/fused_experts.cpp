@@ -213,7 +213,8 @@ void weight_grad_rows(const double* G, const double* Y, const double* w, const i
 // in row order (the order index_add_ uses, so the sums are the same).
 struct RoutedSwigluFn : public torch::autograd::Function<RoutedSwigluFn> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x_in, const at::Tensor& tokens_in, const at::Tensor& w_in,
-                            const at::Tensor& wg_in, const at::Tensor& wu_in, const at::Tensor& wd_in, const at::Tensor& counts) {
+                            const at::Tensor& wg_in, const at::Tensor& wu_in, const at::Tensor& wd_in, const at::Tensor& counts,
+                            const at::Tensor& residual) {
     const at::Tensor x = x_in.contiguous(), tokens = tokens_in.contiguous(), w = w_in.contiguous();
     const at::Tensor wg = wg_in.contiguous(), wu = wu_in.contiguous(), wd = wd_in.contiguous();
     const int64_t T = x.size(0), d = x.size(1), m = tokens.size(0);
@@ -227,7 +228,8 @@ struct RoutedSwigluFn : public torch::autograd::Function<RoutedSwigluFn> {
       });
     });
     const auto f = experts_forward(xs, wg, wu, wd, counts.data_ptr<int64_t>());
-    at::Tensor out = at::zeros({T, d}, x.options());  // [T, d]
+    const bool has_residual = residual.numel() > 0;  // an empty tensor stands for none (apply takes defined tensors only)
+    at::Tensor out = has_residual ? residual.clone(at::MemoryFormat::Contiguous) : at::zeros({T, d}, x.options());  // [T, d]
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fused_routed_combine", [&] {
       const scalar_t *Y = f[2].data_ptr<scalar_t>(), *W = w.data_ptr<scalar_t>();
       scalar_t* O = out.data_ptr<scalar_t>();
@@ -238,6 +240,7 @@ struct RoutedSwigluFn : public torch::autograd::Function<RoutedSwigluFn> {
     ctx->save_for_backward({xs, tokens, w, wg, wu, wd, f[0], f[1], f[2]});
     ctx->saved_data["counts"] = counts;
     ctx->saved_data["T"] = T;
+    ctx->saved_data["residual"] = has_residual;
     return out;
   }
   // The backward writes its gradients over the forward's own buffers (gathered rows, gate |
@@ -271,7 +274,8 @@ struct RoutedSwigluFn : public torch::autograd::Function<RoutedSwigluFn> {
         add_rows(dX, dXs, static_cast<const scalar_t*>(nullptr), tk, m, d, j0, j1);
       });
     });
-    return {dx, at::Tensor(), dw, g[1], g[2], g[3], at::Tensor()};
+    const at::Tensor dresidual = ctx->saved_data["residual"].toBool() ? grads[0] : at::Tensor();  // out = residual + ...
+    return {dx, at::Tensor(), dw, g[1], g[2], g[3], at::Tensor(), dresidual};
   }
 };
 
@@ -320,24 +324,25 @@ at::Tensor fused_grouped_swiglu(const at::Tensor& xs, const at::Tensor& w_gate, 
 }
 
 at::Tensor routed_swiglu_reference(const at::Tensor& x, const at::Tensor& tokens, const at::Tensor& w, const at::Tensor& w_gate,
-                                   const at::Tensor& w_up, const at::Tensor& w_down, const at::Tensor& counts) {
+                                   const at::Tensor& w_up, const at::Tensor& w_down, const at::Tensor& counts, const at::Tensor& residual) {
   const at::Tensor ys = grouped_swiglu_reference(x.index_select(0, tokens), w_gate, w_up, w_down, counts);  // [m, d]
-  return at::zeros_like(x).index_add(0, tokens, ys.mul(w.unsqueeze(1)));
+  return (residual.defined() ? residual : at::zeros_like(x)).index_add(0, tokens, ys.mul(w.unsqueeze(1)));
 }
 
 at::Tensor fused_routed_swiglu(const at::Tensor& x, const at::Tensor& tokens, const at::Tensor& w, const at::Tensor& w_gate,
-                               const at::Tensor& w_up, const at::Tensor& w_down, const at::Tensor& counts) {
+                               const at::Tensor& w_up, const at::Tensor& w_down, const at::Tensor& counts, const at::Tensor& residual) {
   const int64_t m = tokens.dim() == 1 ? tokens.size(0) : -1;
   bool ok = experts_fusable(x, w_gate, w_up, w_down) && m > 0 && tokens.scalar_type() == at::kLong && tokens.device().is_cpu() &&
             w.dim() == 1 && w.size(0) == m && w.scalar_type() == x.scalar_type() && w.device().is_cpu() &&
-            counts_cover(counts, w_gate.size(0), m);
+            counts_cover(counts, w_gate.size(0), m) &&
+            (!residual.defined() || (residual.sizes() == x.sizes() && residual.scalar_type() == x.scalar_type() && residual.device().is_cpu()));
   if (ok) {
     const at::Tensor t = tokens.contiguous();
     const int64_t* tk = t.data_ptr<int64_t>();
     for (int64_t i = 0; i < m && ok; ++i) ok = tk[i] >= 0 && tk[i] < x.size(0);
   }
-  if (!ok) return routed_swiglu_reference(x, tokens, w, w_gate, w_up, w_down, counts);
-  return RoutedSwigluFn::apply(x, tokens, w, w_gate, w_up, w_down, counts);
+  if (!ok) return routed_swiglu_reference(x, tokens, w, w_gate, w_up, w_down, counts, residual);
+  return RoutedSwigluFn::apply(x, tokens, w, w_gate, w_up, w_down, counts, residual.defined() ? residual : at::empty({0}, x.options()));
 }
 
 }  // namespace moetb

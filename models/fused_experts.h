@@ -18,16 +18,19 @@ at::Tensor fused_grouped_swiglu(const at::Tensor& xs, const at::Tensor& w_gate, 
 
 // The whole routed step: xs = x[tokens] (x: [T, d], tokens: [m] int64 grouped by expert),
 // the experts as above, each row scaled by w: [m] and added back into a [T, d] result in row
-// order; the backward gathers, scatters and forms dw = <y_i, dout[tokens_i]> itself, so no
+// order, starting from residual ([T, d], e.g. the block's residual stream; undefined: zeros);
+// the backward gathers, scatters and forms dw = <y_i, dout[tokens_i]> itself, so no
 // index_select / mul / index_add nodes and their zero-filled gradients.
 at::Tensor fused_routed_swiglu(const at::Tensor& x, const at::Tensor& tokens, const at::Tensor& w, const at::Tensor& w_gate,
-                               const at::Tensor& w_up, const at::Tensor& w_down, const at::Tensor& counts);
+                               const at::Tensor& w_up, const at::Tensor& w_down, const at::Tensor& counts,
+                               const at::Tensor& residual = at::Tensor());
 
 // The ATen compositions: per expert with rows, mm(swiglu_act(mm(xs slice, [W_gate | W_up])), W_down), concatenated.
 at::Tensor grouped_swiglu_reference(const at::Tensor& xs, const at::Tensor& w_gate, const at::Tensor& w_up, const at::Tensor& w_down,
                                     const at::Tensor& counts);
-// zeros_like(x).index_add(0, tokens, grouped_swiglu_reference(x[tokens], ...) * w[:, None]).
+// (residual or zeros_like(x)).index_add(0, tokens, grouped_swiglu_reference(x[tokens], ...) * w[:, None]).
 at::Tensor routed_swiglu_reference(const at::Tensor& x, const at::Tensor& tokens, const at::Tensor& w, const at::Tensor& w_gate,
-                                   const at::Tensor& w_up, const at::Tensor& w_down, const at::Tensor& counts);
+                                   const at::Tensor& w_up, const at::Tensor& w_down, const at::Tensor& counts,
+                                   const at::Tensor& residual = at::Tensor());
 
 }  // namespace moetb

@@ -117,7 +117,7 @@ MoEFeedForwardImpl::MoEFeedForwardImpl(const MoEConfig& cfg) : cfg_(cfg) {
   }
 }
 
-MoEOutput MoEFeedForwardImpl::forward(const at::Tensor& x, const RouteContext& ctx) {
+MoEOutput MoEFeedForwardImpl::forward(const at::Tensor& x, const RouteContext& ctx, const at::Tensor& residual) {
   if (!x.defined() || x.dim() != 2 || x.size(1) != cfg_.d_model)
     throw std::invalid_argument("MoE input must be [n_tokens, " + std::to_string(cfg_.d_model) + "], got " +
                                 shape_string(x));
@@ -134,7 +134,10 @@ MoEOutput MoEFeedForwardImpl::forward(const at::Tensor& x, const RouteContext& c
   const at::Tensor w = out.decision.weights.reshape({-1}).index_select(0, sorted_slots);  // [m]
 
   // Gather, each expert's SwiGLU on its slice (gate and up packed), weight and add back: one autograd function (fused_experts.h).
-  at::Tensor y = tokens.size(0) > 0 ? fused_routed_swiglu(x, tokens, w, w_gate, w_up, w_down, counts) : at::zeros_like(x);  // [n_tokens, d_model]
+  if (residual.defined() && residual.sizes() != x.sizes())
+    throw std::invalid_argument("MoE residual must be " + shape_string(x) + ", got " + shape_string(residual));
+  at::Tensor y = tokens.size(0) > 0 ? fused_routed_swiglu(x, tokens, w, w_gate, w_up, w_down, counts, residual)
+                                    : (residual.defined() ? residual : at::zeros_like(x));  // [n_tokens, d_model]
   if (cfg_.n_shared_experts > 0) y = y.add(swiglu(x, shared_gate, shared_up, shared_down));
   out.y = y;
   return out;

@@ -37,7 +37,9 @@ class MoEFeedForwardImpl : public torch::nn::Module {
 
   // x: [n_tokens, d_model] in the parameters' dtype. Sorted dispatch: (token, slot) pairs
   // grouped by expert, per expert that received tokens one packed gate+up product and one down.
-  MoEOutput forward(const at::Tensor& x, const RouteContext& ctx);
+  // With residual ([n_tokens, d_model], the block's residual stream) y = residual + the
+  // layer's output, the addition folded into the routed combine.
+  MoEOutput forward(const at::Tensor& x, const RouteContext& ctx, const at::Tensor& residual = at::Tensor());
 
   // The router's decision for x ([n_tokens, d_model]) after the capacity limit (unless the
   // router bounds capacity itself); aux_terms["dropped_fraction"] is always set. Where the

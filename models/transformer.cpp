@@ -116,8 +116,8 @@ LMOutput MoETransformerImpl::forward(const at::Tensor& tokens, const at::Tensor&
     if (b.moe_index < 0) {
       x = x + at::matmul(at::silu(at::matmul(h, b.dense_gate)) * at::matmul(h, b.dense_up), b.dense_down);
     } else {
-      MoEOutput m = moe_[b.moe_index]->forward(h.reshape({B * S, D}), ctx);
-      x = x + m.y.view({B, S, D});
+      MoEOutput m = moe_[b.moe_index]->forward(h.reshape({B * S, D}), ctx, x.reshape({B * S, D}));  // y = x + MoE(h)
+      x = m.y.view({B, S, D});
       out.aux_loss = out.aux_loss + m.decision.aux_loss;
       out.decisions.push_back(std::move(m.decision));
       out.moe_blocks.push_back(static_cast<int64_t>(l));

@@ -188,6 +188,12 @@ TEST_CASE("fused ops: grouped expert SwiGLU equals the per-expert products, forw
             {seeded_randn({7, 16}, 49, dtype), seeded_randn({m}, 50, dtype).abs(), seeded_randn({E, 16, 32}, 51, dtype),
              seeded_randn({E, 16, 32}, 52, dtype), seeded_randn({E, 32, 16}, 53, dtype)},
             seeded_randn({7, 16}, 54, dtype), tol * 10);
+    // Starting from a residual instead of zeros: the same sum, and the residual's gradient.
+    compare([&](const auto& t) { return fused_routed_swiglu(t[0], tokens, t[1], t[2], t[3], t[4], counts, t[5]); },
+            [&](const auto& t) { return routed_swiglu_reference(t[0], tokens, t[1], t[2], t[3], t[4], counts, t[5]); },
+            {seeded_randn({7, d}, 46, dtype), seeded_randn({m}, 47, dtype).abs(), seeded_randn({E, d, F}, 42, dtype),
+             seeded_randn({E, d, F}, 43, dtype), seeded_randn({E, F, d}, 44, dtype), seeded_randn({7, d}, 59, dtype)},
+            seeded_randn({7, d}, 48, dtype), tol);
   }
   // The routed backward reuses the forward's buffers, so a second backward through the same
   // graph (retain_graph) is refused with a message instead of giving wrong gradients.

@@ -124,6 +124,8 @@ MoEOutput MoEFeedForwardImpl::forward(const at::Tensor& x, const RouteContext& c
   if (x.scalar_type() != router_weight.scalar_type())
     throw std::invalid_argument("MoE input dtype " + std::string(c10::toString(x.scalar_type())) +
                                 " differs from the parameters' " + c10::toString(router_weight.scalar_type()));
+  if (residual.defined() && (residual.sizes() != x.sizes() || residual.scalar_type() != x.scalar_type()))
+    throw std::invalid_argument("MoE residual must be " + shape_string(x) + " in the input's dtype, got " + shape_string(residual));
   MoEOutput out;
   out.decision = route(x, ctx);
 
@@ -134,8 +136,6 @@ MoEOutput MoEFeedForwardImpl::forward(const at::Tensor& x, const RouteContext& c
   const at::Tensor w = out.decision.weights.reshape({-1}).index_select(0, sorted_slots);  // [m]
 
   // Gather, each expert's SwiGLU on its slice (gate and up packed), weight and add back: one autograd function (fused_experts.h).
-  if (residual.defined() && residual.sizes() != x.sizes())
-    throw std::invalid_argument("MoE residual must be " + shape_string(x) + ", got " + shape_string(residual));
   at::Tensor y = tokens.size(0) > 0 ? fused_routed_swiglu(x, tokens, w, w_gate, w_up, w_down, counts, residual)
                                     : (residual.defined() ? residual : at::zeros_like(x));  // [n_tokens, d_model]
   if (cfg_.n_shared_experts > 0) y = y.add(swiglu(x, shared_gate, shared_up, shared_down));

@@ -5,7 +5,6 @@
 // 2202.08906). The sequence and global-batch scopes live in routers/balance.cpp.
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/bincount.h>
-#include <ATen/ops/from_blob.h>
 #include <ATen/ops/zeros.h>
 
 #include <sstream>
@@ -13,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "routers/balance.h"
 #include "routers/router.h"
 #include "routers/router_internal.h"
 #include "routers/router_kernels.h"
@@ -110,16 +110,8 @@ RoutingDecision Router::checked_route(const at::Tensor& logits, const RouteConte
 
 at::Tensor switch_balance_loss(const at::Tensor& probs, const at::Tensor& experts) {
   const int64_t n_experts = probs.size(1);
-  if (experts.device().is_cpu()) {  // the counts by one loop (router_kernels.h)
-    const std::vector<double> counts = expert_counts(experts, n_experts);
-    double total = 0.0;
-    for (double c : counts) total += c;
-    if (probs.size(0) == 0 || total == 0.0) return at::zeros({}, probs.options());
-    std::vector<double> share(counts);
-    for (double& x : share) x /= total;
-    const at::Tensor f = at::from_blob(share.data(), {n_experts}, at::kDouble).to(probs.options(), false, /*copy=*/true);  // [E]
-    return f.mul(probs.mean(0)).sum().mul(static_cast<double>(n_experts));  // []
-  }
+  if (experts.device().is_cpu())  // the counts by one loop (router_kernels.h), shares as for the global batch
+    return counts_balance_loss(probs, expert_counts(experts, n_experts));
   const at::Tensor ids = experts.reshape({-1}).masked_select(experts.reshape({-1}).ge(0));  // [n_assigned]
   if (probs.size(0) == 0 || ids.numel() == 0) return at::zeros({}, probs.options());
   const at::Tensor f =

@@ -61,6 +61,22 @@ __attribute__((always_inline)) inline T sum16(const T* x, int64_t n) {
   return lanes_sum16(acc);
 }
 
+// sum of exp(x[c] - shift) for c < n (every x[c] - shift <= 0), in sum16's lanes and order;
+// the exps of the last n % 16 are made as one block before they are added, so short rows
+// (a router's 8-64 logits) vectorise too.
+template <typename T>
+__attribute__((always_inline)) inline T exp_sum16(const T* x, T shift, int64_t n) {
+  T acc[16] = {};
+  int64_t c = 0;
+  for (; c + 16 <= n; c += 16)
+    for (int j = 0; j < 16; ++j) acc[j] += exp_nonpositive(x[c + j] - shift);
+  T e[16];
+  const int64_t rest = n - c;
+  for (int64_t j = 0; j < rest; ++j) e[j] = exp_nonpositive(x[c + j] - shift);
+  for (int64_t j = 0; j < rest; ++j) acc[0] += e[j];
+  return lanes_sum16(acc);
+}
+
 // sum of a[i] b[i] (c: optional third factor, nullptr for none).
 template <typename T>
 __attribute__((always_inline)) inline T dot16(const T* a, const T* b, const T* c, int64_t n) {

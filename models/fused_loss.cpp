@@ -23,17 +23,12 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// lse of one row of V logits: the exps summed as they are made, in fused::sum16's 16 lanes
-// and order (so the same bits as summing a row of them afterwards, one pass fewer).
+// lse of one row of V logits: the exps summed as they are made (fused::exp_sum16, sum16's
+// lanes and order, so the same bits as summing a row of them afterwards, one pass fewer).
 template <typename T>
 __attribute__((always_inline)) inline T row_lse_impl(const T* x, int64_t V) {
   const T mx = fused::max16(x, V);
-  T acc[16] = {};
-  int64_t c = 0;
-  for (; c + 16 <= V; c += 16)
-    for (int j = 0; j < 16; ++j) acc[j] += fused::exp_nonpositive(x[c + j] - mx);
-  for (; c < V; ++c) acc[0] += fused::exp_nonpositive(x[c] - mx);
-  return mx + static_cast<T>(std::log(static_cast<double>(fused::lanes_sum16(acc))));
+  return mx + static_cast<T>(std::log(static_cast<double>(fused::exp_sum16(x, mx, V))));
 }
 
 template <typename T>

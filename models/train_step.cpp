@@ -4,6 +4,7 @@
 // the fused AdamW (fused_adamw.h). Shared by trainer and benchmark.
 #include "models/train_step.h"
 
+#include "common/fused_math.h"
 #include "models/fused_adamw.h"
 #include "models/fused_loss.h"
 
@@ -40,19 +41,16 @@ void zero_grads(const std::vector<at::Tensor>& params) {
 namespace {
 
 // sum of d[i]^2 in double, sixteen running sums in a fixed order (enough independent adds
-// to keep up with memory; four were bound by the add latency), added pairwise at the end;
+// to keep up with memory; four were bound by the add latency), added pairwise at the end (fused::lanes_sum16);
 // cloned per CPU and without contraction, so every clone gives the same bits.
 __attribute__((target_clones("avx512f", "avx2", "default"), optimize("fp-contract=off")))
 double sum_squares(const float* d, int64_t n) {
-  constexpr int kLanes = 16;
-  double acc[kLanes] = {};
+  double acc[16] = {};
   int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int j = 0; j < kLanes; ++j) acc[j] += static_cast<double>(d[i + j]) * static_cast<double>(d[i + j]);
+  for (; i + 16 <= n; i += 16)
+    for (int j = 0; j < 16; ++j) acc[j] += static_cast<double>(d[i + j]) * static_cast<double>(d[i + j]);
   for (; i < n; ++i) acc[0] += static_cast<double>(d[i]) * static_cast<double>(d[i]);
-  for (int w = kLanes / 2; w >= 1; w /= 2)
-    for (int j = 0; j < w; ++j) acc[j] += acc[j + w];
-  return acc[0];
+  return fused::lanes_sum16(acc);
 }
 
 }  // namespace

@@ -28,7 +28,6 @@ namespace moetb {
 namespace {
 
 constexpr int64_t kMaxFastK = 16;
-constexpr int64_t kExpChunk = 64;
 
 // The k largest of x[0, E) by descending value into idx, if they are distinct, not NaN and
 // strictly above every other value (then the answer is unique); false otherwise.
@@ -86,14 +85,7 @@ __attribute__((always_inline)) inline void row_lse_impl(const T* x, T* lse, int6
       lse[i] = nan ? std::numeric_limits<T>::quiet_NaN() : m;
       continue;
     }
-    T s = 0;
-    for (int64_t j0 = 0; j0 < E; j0 += kExpChunk) {  // the exps in vector steps, then their sum in order
-      const int64_t w = std::min(kExpChunk, E - j0);
-      T e[kExpChunk];
-      for (int64_t j = 0; j < w; ++j) e[j] = fused::exp_nonpositive(r[j0 + j] - m);
-      for (int64_t j = 0; j < w; ++j) s += e[j];
-    }
-    lse[i] = m + static_cast<T>(std::log(static_cast<double>(s)));
+    lse[i] = m + static_cast<T>(std::log(static_cast<double>(fused::exp_sum16(r, m, E))));
   }
 }
 __attribute__((target_clones("avx512f", "avx2", "default"))) void row_lse(const float* x, float* lse, int64_t n, int64_t E) {

@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build git pkg-config time ccache
   libeigen3-dev nlohmann-json3-dev libtomlplusplus-dev libcli11-dev catch2 libbenchmark-dev
-  libtorch-dev libopenblas0-pthread
+  libtorch-dev libopenblas0-pthread libxsmm-dev   # libxsmm: JIT kernels for the fused paths' products
   clang libclang-rt-14-dev   # libFuzzer target and sanitizer runtimes
   slurmctld slurmd slurm-client munge   # the Slurm job-array test (scripts/slurm-local.sh)
   python3 python3-torch python3-numpy   # the Hugging Face exporter's tests (stand-in models)

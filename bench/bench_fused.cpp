@@ -1,8 +1,10 @@
 // Google Benchmark: the fused CPU paths of the training step one at a time, forward +
 // backward, at the two shapes of bench_train (docs/performance.md): the rotary block-causal
 // attention (models/fused_attention.h) by row-block size, and the routed expert SwiGLU
-// (models/fused_experts.h) with an even top-k dispatch. For choosing block sizes and
-// checking how each path scales with MOETB_BENCH_THREADS (default 1) threads.
+// (models/fused_experts.h) with an even top-k dispatch, and the qkv projection
+// (models/fused_linear.h) against ATen's matmul. For choosing block sizes, checking how each
+// path scales with MOETB_BENCH_THREADS (default 1) threads, and MOETB_GEMM_JIT=0 against
+// libxsmm's kernels.
 #include <ATen/ops/arange.h>
 #include <ATen/ops/randn.h>
 #include <ATen/ops/full.h>
@@ -10,6 +12,7 @@
 
 #include "models/fused_attention.h"
 #include "models/fused_experts.h"
+#include "models/fused_linear.h"
 #include "bench/bench_threads.h"
 #include "common/machine_info.h"
 
@@ -61,6 +64,23 @@ void BM_RoutedExperts(benchmark::State& state) {
                                                  benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_RoutedExperts)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// Args: shape, 1 = fused_linear / 0 = ATen's matmul. The qkv projection [B*S, D] x [D, 3D].
+void BM_QkvProjection(benchmark::State& state) {
+  set_bench_threads();
+  const Shape& s = kShapes[state.range(0)];
+  const int64_t N = s.batch * s.seq, D = s.d_model;
+  const at::Tensor x = at::randn({N, D}).requires_grad_(true), w = at::randn({D, 3 * D}).mul(0.05).requires_grad_(true);
+  const at::Tensor g = at::randn({N, 3 * D});
+  for (auto _ : state) {
+    at::Tensor y = state.range(1) ? moetb::fused_linear(x, w) : moetb::linear_reference(x, w);  // [N, 3D]
+    y.backward(g);
+    for (const at::Tensor* p : {&x, &w}) p->mutable_grad().reset();
+  }
+  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * 3.0 * static_cast<double>(N * D * 3 * D * state.iterations()) * 1e-9,
+                                                 benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_QkvProjection)->ArgsProduct({{0, 1}, {0, 1}})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 

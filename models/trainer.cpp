@@ -24,6 +24,7 @@
 #include "common/machine_info.h"
 #include "datagen/dataset.h"
 #include "metrics/trace_metrics.h"
+#include "models/blas_gemm.h"
 #include "models/checkpoint.h"
 #include "models/evaluation.h"
 #include "models/progress.h"
@@ -117,6 +118,7 @@ runs::RunInfo run_info(const TrainConfig& cfg, const TrainOptions& opts) {
   if (::gethostname(host, sizeof host - 1) == 0) info.provenance["host"] = host;
   info.provenance["started_utc"] = utc_now();
   info.machine = machine_provenance();  // CPU, BLAS kernel
+  info.machine["gemm_jit"] = blas::jit_gemm_info();  // libxsmm for the fused paths' products, and its instruction set
   return info;
 }
 

@@ -19,6 +19,7 @@
 
 #include "common/rng.h"
 #include "models/fused_attention.h"
+#include "models/fused_linear.h"
 #include "models/fused_ops.h"
 #include <string>
 
@@ -86,12 +87,12 @@ MoETransformerImpl::MoETransformerImpl(const ModelConfig& cfg) : cfg_(cfg) {
 at::Tensor MoETransformerImpl::attention_residual(const Block& b, const at::Tensor& residual) const {
   const int64_t B = residual.size(0), S = residual.size(1), D = cfg_.d_model, H = cfg_.n_heads, hd = D / H;
   const at::Tensor x = rms_norm(residual, b.norm1);                                    // [B, S, D]
-  const at::Tensor qkv = at::matmul(x, b.w_qkv).view({B, S, 3, H, hd});                 // [B, S, 3, H, hd]
+  const at::Tensor qkv = fused_linear(x, b.w_qkv).view({B, S, 3, H, hd});               // [B, S, 3, H, hd]
   const at::Tensor cos = rope_cos_.narrow(0, 0, S), sin = rope_sin_.narrow(0, 0, S);  // [S, hd/2]
   // Rotary q, k and causal attention in one function (fused_attention.h; masked half skipped): [B, S, D].
   const at::Tensor att = fused_rope_attention(qkv, cos, sin);
-  // residual + att W_out as one product accumulating onto a copy of the residual: [B*S, D].
-  return at::addmm(residual.reshape({B * S, D}), att.reshape({B * S, D}), b.w_out).view({B, S, D});
+  // residual + att W_out as one product accumulating onto a copy of the residual: [B, S, D].
+  return fused_linear(att, b.w_out, residual);
 }
 
 LMOutput MoETransformerImpl::forward(const at::Tensor& tokens, const at::Tensor& domains, bool training) {
@@ -124,7 +125,7 @@ LMOutput MoETransformerImpl::forward(const at::Tensor& tokens, const at::Tensor&
     }
   }
   x = rms_norm(x, final_norm_);
-  out.logits = cfg_.tie_embeddings ? at::matmul(x, embedding_.t()) : at::matmul(x, head_);  // [B, S, V]
+  out.logits = cfg_.tie_embeddings ? at::matmul(x, embedding_.t()) : fused_linear(x, head_);  // [B, S, V]
   return out;
 }
 

@@ -1,7 +1,8 @@
 // The coarse-grained parallel loops of the fused CPU paths (models/parallel_blas.h): the
 // balanced split of experts by rows, every chunk run once on its own thread with OpenBLAS
 // held at one thread and restored, and the fused attentions and routed experts giving the
-// same values and gradients on two threads as on one (and as the ATen reference).
+// same values and gradients on two threads as on one (and as the ATen reference), and so
+// does the fused linear.
 #include <ATen/Parallel.h>
 #include <ATen/ops/tensor.h>
 #include "tests/torch/torch_catch.h"
@@ -15,6 +16,7 @@
 
 #include "models/fused_attention.h"
 #include "models/fused_experts.h"
+#include "models/fused_linear.h"
 #include "models/parallel_blas.h"
 #include "tests/torch/torch_test_util.h"
 
@@ -150,6 +152,28 @@ TEST_CASE("parallel blas: fused attention and routed experts on two threads equa
       INFO("experts output/gradient " << i);
       CHECK(max_abs_diff(x[1][i], x[0][i]) <= tol * 1e-3);
       CHECK(max_abs_diff(x[1][i], x_ref[i]) < tol * (1 + x_ref[i].abs().max().item<double>()));
+    }
+  }
+}
+
+TEST_CASE("parallel blas: fused linear on two threads equals one thread and matmul", "[models]") {
+  for (const auto dtype : {at::kDouble, at::kFloat}) {
+    const double tol = dtype == at::kDouble ? 1e-12 : 2e-5;
+    INFO("dtype " << c10::toString(dtype));
+    // 131 rows (split by rows for y and dx) and 45 columns (split by columns for dW).
+    const std::vector<at::Tensor> in = {seeded_randn({131, 20}, 91, dtype), seeded_randn({20, 45}, 92, dtype), seeded_randn({131, 45}, 93, dtype)};
+    const at::Tensor c = seeded_randn({131, 45}, 94, dtype);
+    const auto lin = [](const auto& t) { return fused_linear(t[0], t[1], t[2]); };
+    std::vector<std::vector<at::Tensor>> r;
+    for (const int threads : {1, 2}) {
+      const ThreadsGuard g(threads);
+      r.push_back(run(lin, in, c));
+    }
+    const auto ref = run([](const auto& t) { return linear_reference(t[0], t[1], t[2]); }, in, c);
+    for (std::size_t i = 0; i < ref.size(); ++i) {
+      INFO("output/gradient " << i);  // the row halves may take other BLAS edge kernels: equal to rounding, not bits
+      CHECK(max_abs_diff(r[1][i], r[0][i]) < tol * (1 + ref[i].abs().max().item<double>()));
+      CHECK(max_abs_diff(r[1][i], ref[i]) < tol * (1 + ref[i].abs().max().item<double>()));
     }
   }
 }

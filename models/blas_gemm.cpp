@@ -140,6 +140,12 @@ void gemm_rm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, con
 #ifdef MOETB_HAVE_LIBXSMM
   if (jit_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)) return;
 #endif
+  gemm_rm_blas(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void gemm_rm_blas(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda, const float* b,
+                  int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
   const char cta = ta ? 'T' : 'N', ctb = tb ? 'T' : 'N';
   const int im = static_cast<int>(m), in = static_cast<int>(n), ik = static_cast<int>(k);
   const int ila = static_cast<int>(lda), ilb = static_cast<int>(ldb), ilc = static_cast<int>(ldc);
@@ -148,6 +154,11 @@ void gemm_rm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, con
 
 void gemm_rm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda, const double* b,
              int64_t ldb, double beta, double* c, int64_t ldc) {
+  gemm_rm_blas(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void gemm_rm_blas(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda, const double* b,
+                  int64_t ldb, double beta, double* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
   const char cta = ta ? 'T' : 'N', ctb = tb ? 'T' : 'N';
   const int im = static_cast<int>(m), in = static_cast<int>(n), ik = static_cast<int>(k);

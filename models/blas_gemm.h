@@ -18,6 +18,11 @@ void gemm_rm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, con
              float beta, float* c, int64_t ldc);
 void gemm_rm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda, const double* b,
              int64_t ldb, double beta, double* c, int64_t ldc);
+// The same always through the BLAS (products where its kernels are measured to be faster).
+void gemm_rm_blas(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda, const float* b,
+                  int64_t ldb, float beta, float* c, int64_t ldc);
+void gemm_rm_blas(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda, const double* b,
+                  int64_t ldb, double beta, double* c, int64_t ldc);
 
 // The JIT path as run provenance: {"library": "libxsmm 1.17", "enabled": true, "target":
 // "avx512_cpx", "why": ...}, or {"library": "none"} in a build without it. MOETB_GEMM_JIT=0

@@ -8,7 +8,9 @@
 //             dV[c0:c1] = P[c0:, c0:c1]^T dO[c0:]
 // P is zero above the diagonal inside the diagonal blocks and never read beyond them, so
 // the products cover (nb + 1) / (2 nb) of the full S x S work for nb blocks. Heads run
-// side by side on several threads, each on one BLAS thread (parallel_blas.h).
+// side by side on several threads, each on one BLAS thread (parallel_blas.h). The products
+// stay with OpenBLAS (gemm_rm_blas): at these sizes its small-matrix kernels were 6% faster
+// per layer than libxsmm's (docs/performance.md, the fifth round).
 #include "models/fused_attention.h"
 
 #include <ATen/Dispatch.h>
@@ -144,43 +146,36 @@ void transpose(const double* src, int64_t lds, double* dst, int64_t ldd, int64_t
   transpose_impl(src, lds, dst, ldd, rows, cols);
 }
 
-// 1 / sqrt(hd), the scores' scale.
+// One head's forward: P [S, S] (ld S) and O [S, hd] from Q, K, V [S, hd]; KT: [hd, S] scratch.
 template <typename T>
-T score_scale(int64_t hd) {
-  return static_cast<T>(1.0 / std::sqrt(static_cast<double>(hd)));
-}
-
-// One head's forward: P [S, S] (ld S) and O [S, hd] from Q, K, V [S, hd], the scores being
-// scale Q K^T (scale 1: Q comes scaled, so every product has alpha 1, which the JIT path of
-// blas_gemm.h needs); KT: [hd, S] scratch.
-template <typename T>
-void head_forward(Mat<const T> Q, Mat<const T> K, Mat<const T> V, Mat<T> O, T* P, T* KT, int64_t S, int64_t hd, int64_t bs, T scale) {
+void head_forward(Mat<const T> Q, Mat<const T> K, Mat<const T> V, Mat<T> O, T* P, T* KT, int64_t S, int64_t hd, int64_t bs) {
+  const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(hd)));
   transpose(K.p, K.ld, KT, S, S, hd);
   for (int64_t r0 = 0; r0 < S; r0 += bs) {
     const int64_t r1 = std::min(S, r0 + bs), m = r1 - r0;
-    blas::gemm_rm(false, false, m, r1, hd, scale, Q.p + r0 * Q.ld, Q.ld, KT, S, T(0), P + r0 * S, S);
+    blas::gemm_rm_blas(false, false, m, r1, hd, scale, Q.p + r0 * Q.ld, Q.ld, KT, S, T(0), P + r0 * S, S);
     causal_softmax_rows(P + r0 * S, S, r0, m, r1);
-    blas::gemm_rm(false, false, m, hd, r1, T(1), P + r0 * S, S, V.p, V.ld, T(0), O.p + r0 * O.ld, O.ld);
+    blas::gemm_rm_blas(false, false, m, hd, r1, T(1), P + r0 * S, S, V.p, V.ld, T(0), O.p + r0 * O.ld, O.ld);
   }
 }
 
-// One head's backward: dQ, dK, dV [S, hd] from dO and the saved P, for the forward's scale
-// (with a pre-scaled Q and scale 1, dK is right and dQ still lacks the factor); scratch: dS
-// [S, S] and VT [hd, S].
+// One head's backward: dQ, dK, dV [S, hd] from dO and the saved P; scratch: dS [S, S] and
+// VT [hd, S].
 template <typename T>
 void head_backward(Mat<const T> Q, Mat<const T> K, Mat<const T> V, Mat<const T> dO, const T* P, Mat<T> dQ, Mat<T> dK, Mat<T> dV,
-                   T* dS, T* VT, int64_t S, int64_t hd, int64_t bs, T scale) {
+                   T* dS, T* VT, int64_t S, int64_t hd, int64_t bs) {
+  const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(hd)));
   transpose(V.p, V.ld, VT, S, S, hd);
   for (int64_t r0 = 0; r0 < S; r0 += bs) {
     const int64_t r1 = std::min(S, r0 + bs), m = r1 - r0;
-    blas::gemm_rm(false, false, m, r1, hd, T(1), dO.p + r0 * dO.ld, dO.ld, VT, S, T(0), dS + r0 * S, S);
+    blas::gemm_rm_blas(false, false, m, r1, hd, T(1), dO.p + r0 * dO.ld, dO.ld, VT, S, T(0), dS + r0 * S, S);
     softmax_grad_rows(P + r0 * S, dS + r0 * S, S, m, r1);
-    blas::gemm_rm(false, false, m, hd, r1, scale, dS + r0 * S, S, K.p, K.ld, T(0), dQ.p + r0 * dQ.ld, dQ.ld);
+    blas::gemm_rm_blas(false, false, m, hd, r1, scale, dS + r0 * S, S, K.p, K.ld, T(0), dQ.p + r0 * dQ.ld, dQ.ld);
   }
   for (int64_t c0 = 0; c0 < S; c0 += bs) {
     const int64_t w = std::min(S, c0 + bs) - c0, rows = S - c0;
-    blas::gemm_rm(true, false, w, hd, rows, scale, dS + c0 * S + c0, S, Q.p + c0 * Q.ld, Q.ld, T(0), dK.p + c0 * dK.ld, dK.ld);
-    blas::gemm_rm(true, false, w, hd, rows, T(1), P + c0 * S + c0, S, dO.p + c0 * dO.ld, dO.ld, T(0), dV.p + c0 * dV.ld, dV.ld);
+    blas::gemm_rm_blas(true, false, w, hd, rows, scale, dS + c0 * S + c0, S, Q.p + c0 * Q.ld, Q.ld, T(0), dK.p + c0 * dK.ld, dK.ld);
+    blas::gemm_rm_blas(true, false, w, hd, rows, T(1), P + c0 * S + c0, S, dO.p + c0 * dO.ld, dO.ld, T(0), dV.p + c0 * dV.ld, dV.ld);
   }
 }
 
@@ -207,7 +202,7 @@ struct CausalAttentionFn : public torch::autograd::Function<CausalAttentionFn> {
       for_heads(B * H, [&](int t, int64_t b, int64_t h) {
         head_forward<scalar_t>(cm(head<scalar_t>(q, b, h, 2, 1)), cm(head<scalar_t>(k, b, h, 2, 1)), cm(head<scalar_t>(v, b, h, 2, 1)),
                                head<scalar_t>(out, b, h, 1, 2), probs.data_ptr<scalar_t>() + (b * H + h) * S * S,
-                               kt.data_ptr<scalar_t>() + t * hd * S, S, hd, bs, score_scale<scalar_t>(hd));
+                               kt.data_ptr<scalar_t>() + t * hd * S, S, hd, bs);
       }, H);
     });
     ctx->save_for_backward({q, k, v, probs});
@@ -230,55 +225,53 @@ struct CausalAttentionFn : public torch::autograd::Function<CausalAttentionFn> {
         head_backward<scalar_t>(cm(head<scalar_t>(q, b, h, 2, 1)), cm(head<scalar_t>(k, b, h, 2, 1)), cm(head<scalar_t>(v, b, h, 2, 1)),
                                 cm(head<scalar_t>(g, b, h, 1, 2)), probs.data_ptr<scalar_t>() + (b * H + h) * S * S,
                                 head<scalar_t>(dq, b, h, 2, 1), head<scalar_t>(dk, b, h, 2, 1), head<scalar_t>(dv, b, h, 2, 1),
-                                ds.data_ptr<scalar_t>() + t * per, ds.data_ptr<scalar_t>() + t * per + S * S, S, hd, bs,
-                                score_scale<scalar_t>(hd));
+                                ds.data_ptr<scalar_t>() + t * per, ds.data_ptr<scalar_t>() + t * per + S * S, S, hd, bs);
       }, H);
     });
     return {dq, dk, dv, at::Tensor()};
   }
 };
 
-// dst = scale rotate(src) by the angles of each row (sign -1: the inverse rotation); rows of hd.
+// dst = rotate(src) by the angles of each row (sign -1: the inverse rotation); rows of hd.
 // HALF > 0 fixes hd / 2 at compile time (the common head sizes), so each row is a few
 // whole vectors with no loop bookkeeping; HALF = 0 takes it from `half`.
 template <int HALF, typename T>
 __attribute__((always_inline)) inline void rope_rows_impl(const T* src, int64_t lds, T* dst, int64_t ldd, const T* cos, const T* sin,
-                                                          int64_t S, int64_t half, T sign, T scale) {
+                                                          int64_t S, int64_t half, T sign) {
   const int64_t h = HALF > 0 ? HALF : half;
   for (int64_t s = 0; s < S; ++s) {
     const T *x = src + s * lds, *c = cos + s * h, *sn = sin + s * h;
     T* o = dst + s * ldd;
     for (int64_t i = 0; i < h; ++i) {
       const T x1 = x[i], x2 = x[i + h], si = sign * sn[i];
-      o[i] = scale * (x1 * c[i] - x2 * si);
-      o[i + h] = scale * (x1 * si + x2 * c[i]);
+      o[i] = x1 * c[i] - x2 * si;
+      o[i + h] = x1 * si + x2 * c[i];
     }
   }
 }
 
 __attribute__((target_clones("avx512f", "avx2", "default")))
 void rope_rows_f(const float* src, int64_t lds, float* dst, int64_t ldd, const float* cos, const float* sin, int64_t S, int64_t half,
-                 float sign, float scale) {
+                 float sign) {
   switch (half) {
-    case 16: rope_rows_impl<16>(src, lds, dst, ldd, cos, sin, S, half, sign, scale); break;
-    case 32: rope_rows_impl<32>(src, lds, dst, ldd, cos, sin, S, half, sign, scale); break;
-    default: rope_rows_impl<0>(src, lds, dst, ldd, cos, sin, S, half, sign, scale);
+    case 16: rope_rows_impl<16>(src, lds, dst, ldd, cos, sin, S, half, sign); break;
+    case 32: rope_rows_impl<32>(src, lds, dst, ldd, cos, sin, S, half, sign); break;
+    default: rope_rows_impl<0>(src, lds, dst, ldd, cos, sin, S, half, sign);
   }
 }
 template <typename T>
-void rope_rows(Mat<const T> src, Mat<T> dst, const T* cos, const T* sin, int64_t S, int64_t half, T sign, T scale) {
+void rope_rows(Mat<const T> src, Mat<T> dst, const T* cos, const T* sin, int64_t S, int64_t half, T sign) {
   if constexpr (std::is_same_v<T, float>)
-    rope_rows_f(src.p, src.ld, dst.p, dst.ld, cos, sin, S, half, sign, scale);
+    rope_rows_f(src.p, src.ld, dst.p, dst.ld, cos, sin, S, half, sign);
   else
-    rope_rows_impl<0>(src.p, src.ld, dst.p, dst.ld, cos, sin, S, half, sign, scale);
+    rope_rows_impl<0>(src.p, src.ld, dst.p, dst.ld, cos, sin, S, half, sign);
 }
 
 struct RopeAttentionFn : public torch::autograd::Function<RopeAttentionFn> {
-  // qkv: [B, S, 3, H, hd] contiguous; cos, sin: [S, hd/2] -> [B, S, H * hd]. The saved q is
-  // rotated and scaled by 1 / sqrt(hd), so all six products of a head have alpha 1.
+  // qkv: [B, S, 3, H, hd] contiguous; cos, sin: [S, hd/2] -> [B, S, H * hd].
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin, int64_t bs) {
     const int64_t B = qkv.size(0), S = qkv.size(1), H = qkv.size(3), hd = qkv.size(4), D = H * hd;
-    at::Tensor qr = at::empty({B, H, S, hd}, qkv.options()), kr = at::empty_like(qr);  // [B, H, S, hd] rotated (scaled) q, k
+    at::Tensor qr = at::empty({B, H, S, hd}, qkv.options()), kr = at::empty_like(qr);  // [B, H, S, hd] rotated q, k
     at::Tensor out = at::empty({B, S, D}, qkv.options());
     at::Tensor probs = at::empty({B * H, S, S}, qkv.options());  // [B*H, S, S]
     at::Tensor kt = at::empty({blas::chunks_for(B * H), hd, S}, qkv.options());  // [chunks, hd, S]: K^T per thread
@@ -287,10 +280,10 @@ struct RopeAttentionFn : public torch::autograd::Function<RopeAttentionFn> {
       for_heads(B * H, [&](int t, int64_t b, int64_t h) {
         const scalar_t* row = base + b * S * 3 * D + h * hd;
         const auto Q = head<scalar_t>(qr, b, h, 2, 1), K = head<scalar_t>(kr, b, h, 2, 1);
-        rope_rows<scalar_t>({row, 3 * D}, Q, c, sn, S, hd / 2, 1, score_scale<scalar_t>(hd));
-        rope_rows<scalar_t>({row + D, 3 * D}, K, c, sn, S, hd / 2, 1, 1);
+        rope_rows<scalar_t>({row, 3 * D}, Q, c, sn, S, hd / 2, 1);
+        rope_rows<scalar_t>({row + D, 3 * D}, K, c, sn, S, hd / 2, 1);
         head_forward<scalar_t>(cm(Q), cm(K), {row + 2 * D, 3 * D}, {out.data_ptr<scalar_t>() + b * S * D + h * hd, D},
-                               probs.data_ptr<scalar_t>() + (b * H + h) * S * S, kt.data_ptr<scalar_t>() + t * hd * S, S, hd, bs, 1);
+                               probs.data_ptr<scalar_t>() + (b * H + h) * S * S, kt.data_ptr<scalar_t>() + t * hd * S, S, hd, bs);
       }, H);
     });
     ctx->save_for_backward({qkv, qr, kr, probs, cos, sin});
@@ -316,10 +309,9 @@ struct RopeAttentionFn : public torch::autograd::Function<RopeAttentionFn> {
         scalar_t* drow = dqkv.data_ptr<scalar_t>() + off;
         head_backward<scalar_t>(cm(head<scalar_t>(qr, b, h, 2, 1)), cm(head<scalar_t>(kr, b, h, 2, 1)), {base + off + 2 * D, 3 * D},
                                 {g.data_ptr<scalar_t>() + b * S * D + h * hd, D}, probs.data_ptr<scalar_t>() + (b * H + h) * S * S,
-                                {dq, hd}, {dk, hd}, {drow + 2 * D, 3 * D}, dS, vt, S, hd, bs, 1);
-        // The inverse rotation; dq gets the scores' scale the forward folded into q.
-        rope_rows<scalar_t>({dq, hd}, {drow, 3 * D}, c, sn, S, hd / 2, -1, score_scale<scalar_t>(hd));
-        rope_rows<scalar_t>({dk, hd}, {drow + D, 3 * D}, c, sn, S, hd / 2, -1, 1);
+                                {dq, hd}, {dk, hd}, {drow + 2 * D, 3 * D}, dS, vt, S, hd, bs);
+        rope_rows<scalar_t>({dq, hd}, {drow, 3 * D}, c, sn, S, hd / 2, -1);  // the inverse rotation
+        rope_rows<scalar_t>({dk, hd}, {drow + D, 3 * D}, c, sn, S, hd / 2, -1);
       }, H);
     });
     return {dqkv, at::Tensor(), at::Tensor(), at::Tensor()};

@@ -1,7 +1,6 @@
 // MoETransformer (transformer.h).
 #include "models/transformer.h"
 
-#include <ATen/ops/addmm.h>
 #include <ATen/ops/arange.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/empty.h>

@@ -81,14 +81,13 @@ at::Tensor linear_reference(const at::Tensor& x, const at::Tensor& w, const at::
 
 at::Tensor fused_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& residual) {
   const auto dt = x.scalar_type();
-  const bool ok = x.device().is_cpu() && w.device().is_cpu() && (dt == at::kFloat || dt == at::kDouble) && w.scalar_type() == dt &&
-                  x.dim() >= 1 && w.dim() == 2 && x.size(-1) == w.size(0) && x.numel() > 0 && w.numel() > 0 && x.size(-1) <= INT_MAX &&
-                  w.size(1) <= INT_MAX && x.numel() / x.size(-1) <= INT_MAX &&
-                  (!residual.defined() || (residual.device().is_cpu() && residual.scalar_type() == dt && residual.dim() == x.dim() &&
-                                           residual.numel() == x.numel() / x.size(-1) * w.size(1) && residual.size(-1) == w.size(1)));
+  const bool shapes = x.dim() >= 1 && w.dim() == 2 && x.size(-1) == w.size(0);
+  std::vector<int64_t> shape = x.sizes().vec();  // the result's: [..., out]
+  if (shapes) shape.back() = w.size(1);
+  const bool ok = shapes && x.device().is_cpu() && w.device().is_cpu() && (dt == at::kFloat || dt == at::kDouble) && w.scalar_type() == dt &&
+                  x.numel() > 0 && w.numel() > 0 && x.size(-1) <= INT_MAX && w.size(1) <= INT_MAX && x.numel() / x.size(-1) <= INT_MAX &&
+                  (!residual.defined() || (residual.device().is_cpu() && residual.scalar_type() == dt && residual.sizes().vec() == shape));
   if (!ok) return linear_reference(x, w, residual);
-  std::vector<int64_t> shape = x.sizes().vec();
-  shape.back() = w.size(1);
   const at::Tensor x2 = x.reshape({-1, x.size(-1)}).contiguous();  // [N, in]
   const at::Tensor r2 = residual.defined() ? residual.reshape({-1, w.size(1)}) : at::empty({0}, x.options());
   return LinearFn::apply(x2, w.contiguous(), r2).view(shape);

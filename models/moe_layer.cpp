@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "models/fused_experts.h"
+#include "models/fused_linear.h"
 #include "models/fused_ops.h"
 #include "models/expert_mask.h"
 #include "routers/capacity.h"
@@ -144,7 +145,7 @@ MoEOutput MoEFeedForwardImpl::forward(const at::Tensor& x, const RouteContext& c
 }
 
 RoutingDecision MoEFeedForwardImpl::route(const at::Tensor& x, const RouteContext& ctx) {
-  const at::Tensor logits = at::mm(x, router_weight.t());  // [n_tokens, E]
+  const at::Tensor logits = fused_linear_t(x, router_weight);  // [n_tokens, E] (fused_linear.h)
   const bool dropless = dropless_eval && !ctx.training;
   RoutingDecision d = dropless ? router_->route_per_token(logits, ctx) : router_->route(logits, ctx);
   double dropped = 0.0;

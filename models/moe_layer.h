@@ -47,6 +47,7 @@ class MoEFeedForwardImpl : public torch::nn::Module {
   RoutingDecision route(const at::Tensor& x, const RouteContext& ctx);
 
   Router& router() { return *router_; }
+  const Router& router() const { return *router_; }
   const MoEConfig& config() const { return cfg_; }
 
   at::Tensor router_weight;  // [E, d_model]

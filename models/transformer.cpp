@@ -103,7 +103,9 @@ LMOutput MoETransformerImpl::forward(const at::Tensor& tokens, const at::Tensor&
   RouteContext ctx;
   ctx.token_ids = tokens.reshape({B * S});                                                      // [B*S]
   if (domains.defined()) ctx.domain_ids = domains.reshape({B * S});                             // [B*S]
-  ctx.sequence_ids = at::arange(B, tokens.options()).repeat_interleave(S);                      // [B*S]
+  bool sequences = false;  // only routers that balance per sequence read them
+  for (const auto& m : moe_) sequences = sequences || m->router().needs_sequence_ids();
+  if (sequences) ctx.sequence_ids = at::arange(B, tokens.options()).repeat_interleave(S);       // [B*S]
   ctx.training = training;
 
   LMOutput out;
@@ -124,7 +126,7 @@ LMOutput MoETransformerImpl::forward(const at::Tensor& tokens, const at::Tensor&
     }
   }
   x = rms_norm(x, final_norm_);
-  out.logits = cfg_.tie_embeddings ? at::matmul(x, embedding_.t()) : fused_linear(x, head_);  // [B, S, V]
+  out.logits = cfg_.tie_embeddings ? fused_linear_t(x, embedding_) : fused_linear(x, head_);  // [B, S, V]
   return out;
 }
 

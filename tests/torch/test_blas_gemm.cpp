@@ -103,6 +103,40 @@ TEST_CASE("blas gemm: the JIT path reports itself and can be switched off", "[mo
   }
 }
 
+TEST_CASE("fused linear: x W^T for W stored [out, in] equals matmul, forward and gradients", "[models]") {
+  for (const auto dtype : {at::kDouble, at::kFloat}) {
+    const double tol = dtype == at::kDouble ? 1e-12 : 2e-5;
+    INFO("dtype " << c10::toString(dtype));
+    // [2, 75, 24] rows times [70, 24]^T (the tied LM head's and the router's layout).
+    const at::Tensor x = seeded_randn({2, 75, 24}, 85, dtype), w = seeded_randn({70, 24}, 86, dtype);
+    const at::Tensor c = seeded_randn({2, 75, 70}, 87, dtype);
+    std::vector<std::vector<at::Tensor>> res;
+    for (const bool fused : {true, false}) {
+      const at::Tensor xl = x.clone().requires_grad_(true), wl = w.clone().requires_grad_(true);
+      const at::Tensor y = fused ? fused_linear_t(xl, wl) : linear_t_reference(xl, wl);
+      y.mul(c).sum().backward();
+      res.push_back({y.detach(), xl.grad(), wl.grad()});
+    }
+    REQUIRE(res[0][0].sizes() == res[1][0].sizes());
+    REQUIRE(res[0][2].sizes() == w.sizes());
+    for (std::size_t i = 0; i < res[0].size(); ++i) {
+      INFO("output/gradient " << i);
+      REQUIRE(res[0][i].defined());
+      CHECK(max_abs_diff(res[0][i], res[1][i]) < tol * (1 + res[1][i].abs().max().item<double>()));
+    }
+    // Only the weight needs a gradient, and only the input (a frozen weight).
+    const at::Tensor wl = w.clone().requires_grad_(true), wr = w.clone().requires_grad_(true);
+    fused_linear_t(x, wl).mul(c).sum().backward();
+    linear_t_reference(x, wr).mul(c).sum().backward();
+    CHECK(max_abs_diff(wl.grad(), wr.grad()) < tol * (1 + wr.grad().abs().max().item<double>()));
+    const at::Tensor xl = x.clone().requires_grad_(true);
+    fused_linear_t(xl, w).mul(c).sum().backward();
+    CHECK(max_abs_diff(xl.grad(), res[1][1]) < tol * (1 + res[1][1].abs().max().item<double>()));
+  }
+  // A weight that is not [out, in] for x's width takes the ATen composition (and its error).
+  CHECK_THROWS(fused_linear_t(at::ones({3, 4}), at::ones({4, 5})));
+}
+
 TEST_CASE("fused linear: x W (+ residual) equals matmul, forward and gradients", "[models]") {
   for (const auto dtype : {at::kDouble, at::kFloat}) {
     const double tol = dtype == at::kDouble ? 1e-12 : 2e-5;

@@ -175,5 +175,19 @@ TEST_CASE("parallel blas: fused linear on two threads equals one thread and matm
       CHECK(max_abs_diff(r[1][i], r[0][i]) < tol * (1 + ref[i].abs().max().item<double>()));
       CHECK(max_abs_diff(r[1][i], ref[i]) < tol * (1 + ref[i].abs().max().item<double>()));
     }
+    // x W^T with W [out, in] = [45, 20]: dW [45, 20] split by its 20 columns.
+    const std::vector<at::Tensor> in_t = {in[0], seeded_randn({45, 20}, 95, dtype)};
+    const auto lin_t = [](const auto& t) { return fused_linear_t(t[0], t[1]); };
+    std::vector<std::vector<at::Tensor>> rt;
+    for (const int threads : {1, 2}) {
+      const ThreadsGuard g(threads);
+      rt.push_back(run(lin_t, in_t, c));
+    }
+    const auto ref_t = run([](const auto& t) { return linear_t_reference(t[0], t[1]); }, in_t, c);
+    for (std::size_t i = 0; i < ref_t.size(); ++i) {
+      INFO("x W^T output/gradient " << i);
+      CHECK(max_abs_diff(rt[1][i], rt[0][i]) < tol * (1 + ref_t[i].abs().max().item<double>()));
+      CHECK(max_abs_diff(rt[1][i], ref_t[i]) < tol * (1 + ref_t[i].abs().max().item<double>()));
+    }
   }
 }

@@ -24,6 +24,7 @@
 #include "routers/balance.h"
 #include "routers/router.h"
 #include "routers/router_internal.h"
+#include "routers/softmax_topk.h"
 
 namespace moetb {
 
@@ -78,6 +79,7 @@ class TopkRouter final : public Router {
 
  protected:
   RoutingDecision do_route(const at::Tensor& logits_in, const RouteContext& ctx) override {
+    if (fused_path(logits_in, ctx)) return fused_route(logits_in, ctx);
     const at::Tensor logits = ctx.training && cfg_.jitter > 0.0 ? jittered(logits_in) : logits_in;  // [n_tokens, E]
     const at::Tensor probs = at::softmax(logits, 1);                                                 // [n_tokens, E]
     const at::Tensor scores = cfg_.score == Score::kSigmoid ? at::sigmoid(logits) : probs;                 // [n_tokens, E]
@@ -112,6 +114,41 @@ class TopkRouter final : public Router {
   }
 
  private:
+  // The usual configuration on the CPU as one autograd function (softmax_topk.h): softmax
+  // scores, no jitter, groups or top-k before softmax, a micro-batch or global-batch balance
+  // scope. The same decision and losses as do_route's composition (tests hold them equal).
+  bool fused_path(const at::Tensor& logits, const RouteContext& ctx) const {
+    return logits.device().is_cpu() && logits.size(0) > 0 && cfg_.score == Score::kSoftmax && !(ctx.training && cfg_.jitter > 0.0) &&
+           cfg_.n_groups <= 1 && !cfg_.topk_before_softmax && cfg_.balance_scope != BalanceScope::kSequence;
+  }
+  RoutingDecision fused_route(const at::Tensor& logits, const RouteContext& ctx) {
+    SoftmaxTopkOptions opt;
+    opt.top_k = cfg_.top_k;
+    opt.renormalize = cfg_.renormalize;
+    opt.balance_coef = cfg_.balance_coef;
+    opt.z_loss_coef = cfg_.z_loss_coef;
+    if (cfg_.bias_update_rate > 0.0) opt.bias = bias_;
+    if (cfg_.balance_scope == BalanceScope::kGlobalBatch && ctx.training) opt.prior_counts = step_.counts();  // before this batch's
+    const SoftmaxTopk r = softmax_topk(logits, opt);
+    RoutingDecision d;
+    d.experts = r.experts;
+    d.weights = r.weights;
+    d.probs = r.probs;
+    if (ctx.training)
+      for (std::size_t e = 0; e < r.counts.size(); ++e) step_.mutable_counts()[e] += r.counts[e];
+    if (ctx.training && cfg_.bias_update_rate > 0.0 && cfg_.bias_scope != BalanceScope::kGlobalBatch)
+      votes_.add(r.experts, cfg_.bias_scope == BalanceScope::kSequence ? ctx.sequence_ids : at::Tensor());
+    d.aux_loss = r.aux_loss;
+    d.aux_terms["balance"] = r.balance;
+    d.aux_terms["z_loss"] = r.z_loss;
+    if (cfg_.seq_aux_coef > 0.0) {
+      const at::Tensor seq = sequence_balance_loss(r.probs, r.experts, ctx.sequence_ids);  // []
+      d.aux_loss = d.aux_loss.add(seq.mul(cfg_.seq_aux_coef));
+      d.aux_terms["seq_balance"] = seq.item<double>();
+    }
+    return d;
+  }
+
   // logits * U(1 - jitter, 1 + jitter), elementwise, from the router's portable stream.
   at::Tensor jittered(const at::Tensor& logits) {
     std::vector<double> noise(static_cast<std::size_t>(logits.numel()));

@@ -161,21 +161,44 @@ struct GroupedSwigluFn : public torch::autograd::Function<GroupedSwigluFn> {
   }
 };
 
-// The routed layer's row loops, cloned per CPU so the inner loops vectorise (the row
-// order of the sums is the same for every clone and thread count):
-//   add_rows: O[tk[i], j0:j1] += R[i, j0:j1] w[i] (w = nullptr: 1) for i in [0, m);
+// The rows of xs that feed each token, in increasing row order (the order index_add_ adds
+// them in): token t's rows are row[first[t] .. first[t + 1]). One counting pass over tokens.
+struct TokenRows {
+  at::Tensor first, row;  // [T + 1], [m] int64
+};
+TokenRows token_rows(const int64_t* tk, int64_t m, int64_t T) {
+  TokenRows r{at::zeros({T + 1}, at::kLong), at::empty({m}, at::kLong)};
+  int64_t *first = r.first.data_ptr<int64_t>(), *row = r.row.data_ptr<int64_t>();
+  for (int64_t i = 0; i < m; ++i) ++first[tk[i] + 1];
+  for (int64_t t = 0; t < T; ++t) first[t + 1] += first[t];
+  std::vector<int64_t> next(first, first + T);
+  for (int64_t i = 0; i < m; ++i) row[next[static_cast<std::size_t>(tk[i])]++] = i;
+  return r;
+}
+
+// The routed layer's row loops, cloned per CPU so the inner loops vectorise (the order of
+// the sums is the same for every clone and thread count):
+//   gather_rows: O[t] = B[t] (B = nullptr: 0) + sum of R[i] w[i] (w = nullptr: 1) over token
+//     t's rows i in increasing order, for t in [t0, t1): each output row written once, no
+//     copy or zeroing pass before, the same sums as index_add_ onto B;
 //   weight_grad_rows: dw[i] = <G[tk[i]], Y[i]> and dY[i] = G[tk[i]] w[i] for i in [i0, i1).
 template <typename T>
-__attribute__((always_inline)) inline void add_rows_impl(T* __restrict O, const T* __restrict R, const T* w, const int64_t* tk, int64_t m,
-                                                         int64_t d, int64_t j0, int64_t j1) {
-  for (int64_t i = 0; i < m; ++i) {
-    T* __restrict o = O + tk[i] * d;
-    const T* __restrict r = R + i * d;
-    if (w == nullptr)
-      for (int64_t j = j0; j < j1; ++j) o[j] += r[j];
-    else {
-      const T wi = w[i];
-      for (int64_t j = j0; j < j1; ++j) o[j] += r[j] * wi;
+__attribute__((always_inline)) inline void gather_rows_impl(T* __restrict O, const T* __restrict B, const T* __restrict R, const T* w,
+                                                            const int64_t* first, const int64_t* row, int64_t t0, int64_t t1, int64_t d) {
+  for (int64_t t = t0; t < t1; ++t) {
+    T* __restrict o = O + t * d;
+    if (B == nullptr)
+      for (int64_t j = 0; j < d; ++j) o[j] = 0;
+    else
+      for (int64_t j = 0; j < d; ++j) o[j] = B[t * d + j];
+    for (int64_t q = first[t]; q < first[t + 1]; ++q) {
+      const T* __restrict r = R + row[q] * d;
+      if (w == nullptr)
+        for (int64_t j = 0; j < d; ++j) o[j] += r[j];
+      else {
+        const T wi = w[row[q]];
+        for (int64_t j = 0; j < d; ++j) o[j] += r[j] * wi;
+      }
     }
   }
 }
@@ -190,14 +213,16 @@ __attribute__((always_inline)) inline void weight_grad_rows_impl(const T* __rest
     for (int64_t j = 0; j < d; ++j) dyr[j] = g[j] * wi;
   }
 }
-// Without contraction: a column split (several threads) must not turn some of the adds into
-// fused multiply-adds and leave others as they were, which would change the sums by an ulp.
+// Without contraction: r[j] * wi is rounded before it is added (as index_add_ of the scaled
+// rows does), in every clone.
 __attribute__((target_clones("avx512f", "avx2", "default"), optimize("fp-contract=off")))
-void add_rows(float* O, const float* R, const float* w, const int64_t* tk, int64_t m, int64_t d, int64_t j0, int64_t j1) {
-  add_rows_impl(O, R, w, tk, m, d, j0, j1);
+void gather_rows(float* O, const float* B, const float* R, const float* w, const int64_t* first, const int64_t* row, int64_t t0, int64_t t1,
+                 int64_t d) {
+  gather_rows_impl(O, B, R, w, first, row, t0, t1, d);
 }
-void add_rows(double* O, const double* R, const double* w, const int64_t* tk, int64_t m, int64_t d, int64_t j0, int64_t j1) {
-  add_rows_impl(O, R, w, tk, m, d, j0, j1);
+void gather_rows(double* O, const double* B, const double* R, const double* w, const int64_t* first, const int64_t* row, int64_t t0,
+                 int64_t t1, int64_t d) {
+  gather_rows_impl(O, B, R, w, first, row, t0, t1, d);
 }
 __attribute__((target_clones("avx512f", "avx2", "default")))
 void weight_grad_rows(const float* G, const float* Y, const float* w, const int64_t* tk, float* dY, float* dw, int64_t i0, int64_t i1,
@@ -210,7 +235,7 @@ void weight_grad_rows(const double* G, const double* Y, const double* w, const i
 }
 
 // The routed layer: gather x's rows by tokens, the experts, scale by w, add back into [T, d]
-// in row order (the order index_add_ uses, so the sums are the same).
+// in row order (the order index_add_ uses, so the sums are the same), per token.
 struct RoutedSwigluFn : public torch::autograd::Function<RoutedSwigluFn> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x_in, const at::Tensor& tokens_in, const at::Tensor& w_in,
                             const at::Tensor& wg_in, const at::Tensor& wu_in, const at::Tensor& wd_in, const at::Tensor& counts,
@@ -229,15 +254,18 @@ struct RoutedSwigluFn : public torch::autograd::Function<RoutedSwigluFn> {
     });
     const auto f = experts_forward(xs, wg, wu, wd, counts.data_ptr<int64_t>());
     const bool has_residual = residual.numel() > 0;  // an empty tensor stands for none (apply takes defined tensors only)
-    at::Tensor out = has_residual ? residual.clone(at::MemoryFormat::Contiguous) : at::zeros({T, d}, x.options());  // [T, d]
+    const at::Tensor res = has_residual ? residual.contiguous() : residual;
+    const TokenRows rows = token_rows(tk, m, T);
+    at::Tensor out = at::empty({T, d}, x.options());  // [T, d]
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fused_routed_combine", [&] {
       const scalar_t *Y = f[2].data_ptr<scalar_t>(), *W = w.data_ptr<scalar_t>();
+      const scalar_t* Rs = has_residual ? res.data_ptr<scalar_t>() : nullptr;
       scalar_t* O = out.data_ptr<scalar_t>();
-      blas::parallel_chunks(d, blas::loop_threads(), [&](int, int64_t j0, int64_t j1) {  // columns: no two threads add to one value
-        add_rows(O, Y, W, tk, m, d, j0, j1);
+      blas::parallel_chunks(T, blas::chunks_for(T), [&](int, int64_t t0, int64_t t1) {  // tokens: each row written by one thread
+        gather_rows(O, Rs, Y, W, rows.first.data_ptr<int64_t>(), rows.row.data_ptr<int64_t>(), t0, t1, d);
       });
     });
-    ctx->save_for_backward({xs, tokens, w, wg, wu, wd, f[0], f[1], f[2]});
+    ctx->save_for_backward({xs, tokens, w, wg, wu, wd, f[0], f[1], f[2], rows.first, rows.row});
     ctx->saved_data["counts"] = counts;
     ctx->saved_data["T"] = T;
     ctx->saved_data["residual"] = has_residual;
@@ -266,12 +294,13 @@ struct RoutedSwigluFn : public torch::autograd::Function<RoutedSwigluFn> {
       });
     });
     const auto g = experts_backward(xs, v[3], v[4], v[5], v[6], v[7], counts.data_ptr<int64_t>(), dys, /*overwrite_saved=*/true);
-    at::Tensor dx = at::zeros({T, d}, xs.options());  // [T, d]
+    at::Tensor dx = at::empty({T, d}, xs.options());  // [T, d]: each token's rows summed in row order, as in the forward
     AT_DISPATCH_FLOATING_TYPES(xs.scalar_type(), "fused_routed_scatter", [&] {
       const scalar_t* dXs = g[0].data_ptr<scalar_t>();
       scalar_t* dX = dx.data_ptr<scalar_t>();
-      blas::parallel_chunks(d, blas::loop_threads(), [&](int, int64_t j0, int64_t j1) {  // columns, as in the forward
-        add_rows(dX, dXs, static_cast<const scalar_t*>(nullptr), tk, m, d, j0, j1);
+      blas::parallel_chunks(T, blas::chunks_for(T), [&](int, int64_t t0, int64_t t1) {
+        gather_rows(dX, static_cast<const scalar_t*>(nullptr), dXs, static_cast<const scalar_t*>(nullptr), v[9].data_ptr<int64_t>(),
+                    v[10].data_ptr<int64_t>(), t0, t1, d);
       });
     });
     const at::Tensor dresidual = ctx->saved_data["residual"].toBool() ? grads[0] : at::Tensor();  // out = residual + ...

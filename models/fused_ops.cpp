@@ -52,10 +52,11 @@ __attribute__((always_inline)) inline void rms_forward_impl(const T* xp, const T
   }
 }
 
-// gw_acc: [D] zeroed; receives sum over rows of dy x r.
+// gw_acc: [D] zeroed; receives sum over rows of dy x r. gpass (nullptr: none) is the gradient
+// of x arriving by another path (the residual stream), added in the same pass.
 template <typename T>
-__attribute__((always_inline)) inline void rms_backward_impl(const T* xp, const T* wp, const T* rp, const T* gp, T* gxp, T* gw_acc,
-                                                             int64_t n, int64_t D) {
+__attribute__((always_inline)) inline void rms_backward_impl(const T* xp, const T* wp, const T* rp, const T* gp, const T* gpass, T* gxp,
+                                                             T* gw_acc, int64_t n, int64_t D) {
   for (int64_t i = 0; i < n; ++i) {
     const T *xr = xp + i * D, *gr = gp + i * D;
     const T ri = rp[i];
@@ -63,7 +64,15 @@ __attribute__((always_inline)) inline void rms_backward_impl(const T* xp, const 
     for (int64_t j = 0; j < D; ++j) gw_acc[j] += gr[j] * xr[j] * ri;
     const T c = ri * ri * ri * dot / static_cast<T>(D);
     T* gxr = gxp + i * D;
-    for (int64_t j = 0; j < D; ++j) gxr[j] = ri * gr[j] * wp[j] - xr[j] * c;
+    if (gpass == nullptr) {
+      for (int64_t j = 0; j < D; ++j) gxr[j] = ri * gr[j] * wp[j] - xr[j] * c;
+    } else {
+      const T* pr = gpass + i * D;
+      for (int64_t j = 0; j < D; ++j) {
+        const T v = ri * gr[j] * wp[j] - xr[j] * c;
+        gxr[j] = v + pr[j];
+      }
+    }
   }
 }
 
@@ -111,12 +120,13 @@ MOETB_CLONED void rms_forward(const float* xp, const float* wp, float* yp, float
 void rms_forward(const double* xp, const double* wp, double* yp, double* rp, int64_t n, int64_t D, double eps) {
   rms_forward_impl(xp, wp, yp, rp, n, D, eps);
 }
-MOETB_CLONED void rms_backward(const float* xp, const float* wp, const float* rp, const float* gp, float* gxp, float* gw, int64_t n,
-                               int64_t D) {
-  rms_backward_impl(xp, wp, rp, gp, gxp, gw, n, D);
+MOETB_CLONED void rms_backward(const float* xp, const float* wp, const float* rp, const float* gp, const float* gpass, float* gxp, float* gw,
+                               int64_t n, int64_t D) {
+  rms_backward_impl(xp, wp, rp, gp, gpass, gxp, gw, n, D);
 }
-void rms_backward(const double* xp, const double* wp, const double* rp, const double* gp, double* gxp, double* gw, int64_t n, int64_t D) {
-  rms_backward_impl(xp, wp, rp, gp, gxp, gw, n, D);
+void rms_backward(const double* xp, const double* wp, const double* rp, const double* gp, const double* gpass, double* gxp, double* gw,
+                  int64_t n, int64_t D) {
+  rms_backward_impl(xp, wp, rp, gp, gpass, gxp, gw, n, D);
 }
 }  // namespace
 
@@ -136,40 +146,73 @@ void swiglu_backward_in_place(double* hp, const double* gp, int64_t n, int64_t F
 namespace {
 #undef MOETB_CLONED
 
+// y = rms_norm(x) forward, and its backward from gy, with gpass (undefined: none) added.
+at::Tensor rms_forward_tensor(const at::Tensor& x, const at::Tensor& w, double eps, at::Tensor& r) {
+  const int64_t D = x.size(-1), n = x.numel() / D;
+  at::Tensor y = at::empty_like(x);
+  r = at::empty({n}, x.options());  // [n] 1/rms per row
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fused_rms_norm", [&] {
+    const scalar_t *X = x.data_ptr<scalar_t>(), *W = w.data_ptr<scalar_t>();
+    scalar_t *Y = y.data_ptr<scalar_t>(), *R = r.data_ptr<scalar_t>();
+    blas::parallel_chunks(n, blas::loop_threads(), [&](int, int64_t i0, int64_t i1) {  // rows
+      rms_forward(X + i0 * D, W, Y + i0 * D, R + i0, i1 - i0, D, eps);
+    });
+  });
+  return y;
+}
+variable_list rms_backward_tensors(const at::Tensor& x, const at::Tensor& w, const at::Tensor& r, const at::Tensor& gy_in,
+                                   const at::Tensor& gpass_in) {
+  const at::Tensor gy = gy_in.contiguous(), gpass = gpass_in.defined() ? gpass_in.contiguous() : gpass_in;
+  const int64_t D = x.size(-1), n = x.numel() / D;
+  // Rows split over the threads; each chunk sums its own dw, added in chunk order (so one
+  // thread count always gives the same sums, and one thread the plain row order).
+  const int chunks = blas::chunks_for(n);
+  at::Tensor gx = at::empty_like(x), gw_parts = at::zeros({chunks, D}, x.options());  // [chunks, D]
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fused_rms_norm_backward", [&] {
+    const scalar_t *X = x.data_ptr<scalar_t>(), *W = w.data_ptr<scalar_t>(), *R = r.data_ptr<scalar_t>(), *G = gy.data_ptr<scalar_t>();
+    const scalar_t* GP = gpass.defined() ? gpass.data_ptr<scalar_t>() : nullptr;
+    scalar_t *GX = gx.data_ptr<scalar_t>(), *GW = gw_parts.data_ptr<scalar_t>();
+    blas::parallel_chunks(n, chunks, [&](int t, int64_t i0, int64_t i1) {
+      rms_backward(X + i0 * D, W, R + i0, G + i0 * D, GP ? GP + i0 * D : nullptr, GX + i0 * D, GW + t * D, i1 - i0, D);
+    });
+    for (int t = 1; t < chunks; ++t)
+      for (int64_t j = 0; j < D; ++j) GW[j] += GW[t * D + j];
+  });
+  return {gx, gw_parts[0]};
+}
+
 struct RmsNormFn : public torch::autograd::Function<RmsNormFn> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x_in, const at::Tensor& w_in, double eps) {
     const at::Tensor x = x_in.contiguous(), w = w_in.contiguous();
-    const int64_t D = x.size(-1), n = x.numel() / D;
-    at::Tensor y = at::empty_like(x), r = at::empty({n}, x.options());  // r: [n] 1/rms per row
-    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fused_rms_norm", [&] {
-      const scalar_t *X = x.data_ptr<scalar_t>(), *W = w.data_ptr<scalar_t>();
-      scalar_t *Y = y.data_ptr<scalar_t>(), *R = r.data_ptr<scalar_t>();
-      blas::parallel_chunks(n, blas::loop_threads(), [&](int, int64_t i0, int64_t i1) {  // rows
-        rms_forward(X + i0 * D, W, Y + i0 * D, R + i0, i1 - i0, D, eps);
-      });
-    });
+    at::Tensor r;
+    at::Tensor y = rms_forward_tensor(x, w, eps, r);
     ctx->save_for_backward({x, w, r});
     return y;
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    const at::Tensor &x = saved[0], &w = saved[1], &r = saved[2];
-    const at::Tensor gy = grads[0].contiguous();
-    const int64_t D = x.size(-1), n = x.numel() / D;
-    // Rows split over the threads; each chunk sums its own dw, added in chunk order (so one
-    // thread count always gives the same sums, and one thread the plain row order).
-    const int chunks = blas::chunks_for(n);
-    at::Tensor gx = at::empty_like(x), gw_parts = at::zeros({chunks, D}, x.options());  // [chunks, D]
-    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fused_rms_norm_backward", [&] {
-      const scalar_t *X = x.data_ptr<scalar_t>(), *W = w.data_ptr<scalar_t>(), *R = r.data_ptr<scalar_t>(), *G = gy.data_ptr<scalar_t>();
-      scalar_t *GX = gx.data_ptr<scalar_t>(), *GW = gw_parts.data_ptr<scalar_t>();
-      blas::parallel_chunks(n, chunks, [&](int t, int64_t i0, int64_t i1) {
-        rms_backward(X + i0 * D, W, R + i0, G + i0 * D, GX + i0 * D, GW + t * D, i1 - i0, D);
-      });
-      for (int t = 1; t < chunks; ++t)
-        for (int64_t j = 0; j < D; ++j) GW[j] += GW[t * D + j];
-    });
-    return {gx, gw_parts[0], at::Tensor()};
+    const variable_list g = rms_backward_tensors(saved[0], saved[1], saved[2], grads[0], at::Tensor());
+    return {g[0], g[1], at::Tensor()};
+  }
+};
+
+// {x, rms_norm(x)}: x passed through, so that its gradient from the residual stream and the
+// norm's own arrive at one node and are added in the norm's backward pass (otherwise the
+// autograd engine adds the two [n, D] gradients as a separate tensor op).
+struct RmsNormPassFn : public torch::autograd::Function<RmsNormPassFn> {
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& x_in, const at::Tensor& w_in, double eps) {
+    const at::Tensor x = x_in.contiguous(), w = w_in.contiguous();
+    at::Tensor r;
+    at::Tensor y = rms_forward_tensor(x, w, eps, r);
+    ctx->save_for_backward({x, w, r});
+    ctx->set_materialize_grads(false);
+    return {x_in, y};
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    if (!grads[1].defined()) return {grads[0], at::Tensor(), at::Tensor()};  // only the pass-through was used
+    const variable_list g = rms_backward_tensors(saved[0], saved[1], saved[2], grads[1], grads[0]);
+    return {g[0], g[1], at::Tensor()};
   }
 };
 
@@ -274,6 +317,13 @@ at::Tensor fused_rms_norm(const at::Tensor& x, const at::Tensor& weight, double 
   if (!fusable(x) || weight.scalar_type() != x.scalar_type() || weight.dim() != 1 || x.size(-1) != weight.size(0) || x.numel() == 0)
     return rms_norm_reference(x, weight, eps);
   return RmsNormFn::apply(x, weight, eps);
+}
+
+std::pair<at::Tensor, at::Tensor> fused_rms_norm_pass(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  if (!fusable(x) || weight.scalar_type() != x.scalar_type() || weight.dim() != 1 || x.size(-1) != weight.size(0) || x.numel() == 0)
+    return {x, rms_norm_reference(x, weight, eps)};
+  const variable_list out = RmsNormPassFn::apply(x, weight, eps);
+  return {out[0], out[1]};
 }
 
 at::Tensor fused_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {

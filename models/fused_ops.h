@@ -9,10 +9,17 @@
 #pragma once
 #include <ATen/core/Tensor.h>
 
+#include <utility>
+
 namespace moetb {
 
 // x * rsqrt(mean(x^2, -1) + eps) * weight. x: [..., D], weight: [D].
 at::Tensor fused_rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
+
+// {x, fused_rms_norm(x)} with x passed through one autograd node: the gradient x gets from
+// the residual stream and the norm's input gradient are added in the norm's backward pass
+// (transformer.cpp: pre-norm blocks, where x is both normalised and the residual).
+std::pair<at::Tensor, at::Tensor> fused_rms_norm_pass(const at::Tensor& x, const at::Tensor& weight, double eps);
 
 // Rotates pairs (x[..., i], x[..., i + hd/2]) by the angles of each position: x: [B, H, S, hd]
 // (any strides, inner stride 1), cos/sin: [S, hd/2] contiguous. Returns a contiguous [B, H, S, hd].

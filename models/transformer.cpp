@@ -25,6 +25,8 @@
 namespace moetb {
 namespace {
 
+constexpr double kRmsEps = 1e-6;  // rms_norm's default (transformer.h)
+
 at::Tensor uniform_init(at::IntArrayRef shape, int64_t fan_in) {
   const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
   return at::empty(shape, at::kFloat).uniform_(-bound, bound);
@@ -85,13 +87,13 @@ MoETransformerImpl::MoETransformerImpl(const ModelConfig& cfg) : cfg_(cfg) {
 
 at::Tensor MoETransformerImpl::attention_residual(const Block& b, const at::Tensor& residual) const {
   const int64_t B = residual.size(0), S = residual.size(1), D = cfg_.d_model, H = cfg_.n_heads, hd = D / H;
-  const at::Tensor x = rms_norm(residual, b.norm1);                                    // [B, S, D]
+  const auto [res, x] = fused_rms_norm_pass(residual, b.norm1, kRmsEps);  // residual passed through the norm's node; x: [B, S, D]
   const at::Tensor qkv = fused_linear(x, b.w_qkv).view({B, S, 3, H, hd});               // [B, S, 3, H, hd]
   const at::Tensor cos = rope_cos_.narrow(0, 0, S), sin = rope_sin_.narrow(0, 0, S);  // [S, hd/2]
   // Rotary q, k and causal attention in one function (fused_attention.h; masked half skipped): [B, S, D].
   const at::Tensor att = fused_rope_attention(qkv, cos, sin);
   // residual + att W_out as one product accumulating onto a copy of the residual: [B, S, D].
-  return fused_linear(att, b.w_out, residual);
+  return fused_linear(att, b.w_out, res);
 }
 
 LMOutput MoETransformerImpl::forward(const at::Tensor& tokens, const at::Tensor& domains, bool training) {
@@ -114,11 +116,11 @@ LMOutput MoETransformerImpl::forward(const at::Tensor& tokens, const at::Tensor&
   for (std::size_t l = 0; l < blocks_.size(); ++l) {
     const Block& b = blocks_[l];
     x = attention_residual(b, x);
-    const at::Tensor h = rms_norm(x, b.norm2);  // [B, S, D]
+    const auto [res, h] = fused_rms_norm_pass(x, b.norm2, kRmsEps);  // h: [B, S, D]; res: x through the norm's node
     if (b.moe_index < 0) {
-      x = x + at::matmul(at::silu(at::matmul(h, b.dense_gate)) * at::matmul(h, b.dense_up), b.dense_down);
+      x = res + at::matmul(at::silu(at::matmul(h, b.dense_gate)) * at::matmul(h, b.dense_up), b.dense_down);
     } else {
-      MoEOutput m = moe_[b.moe_index]->forward(h.reshape({B * S, D}), ctx, x.reshape({B * S, D}));  // y = x + MoE(h)
+      MoEOutput m = moe_[b.moe_index]->forward(h.reshape({B * S, D}), ctx, res.reshape({B * S, D}));  // y = x + MoE(h)
       x = m.y.view({B, S, D});
       out.aux_loss = out.aux_loss + m.decision.aux_loss;
       out.decisions.push_back(std::move(m.decision));

@@ -66,6 +66,25 @@ TEST_CASE("fused ops: RMSNorm, rope, SwiGLU and causal scores equal the ATen pat
     const at::Tensor x = seeded_randn({2, 7, 24}, 1, dtype), w = seeded_randn({24}, 2, dtype);
     compare([](const auto& t) { return fused_rms_norm(t[0], t[1], 1e-6); },
             [](const auto& t) { return rms_norm_reference(t[0], t[1], 1e-6); }, {x, w}, seeded_randn({2, 7, 24}, 3, dtype), tol);
+    // The pass-through norm {x, rms_norm(x)}: cotangents on both outputs (the residual
+    // stream's gradient is added in the norm's pass), then on the norm alone and on x alone.
+    const at::Tensor cr = seeded_randn({2, 7, 24}, 11, dtype), cn = seeded_randn({2, 7, 24}, 12, dtype);
+    for (int used = 0; used < 3; ++used) {  // 0: both, 1: the norm only, 2: the pass-through only
+      INFO("pass-through norm, outputs used " << used);
+      std::vector<std::vector<at::Tensor>> got;
+      for (const bool fused : {true, false}) {
+        const at::Tensor xl = x.clone().requires_grad_(true), wl = w.clone().requires_grad_(true);
+        const auto [res, y] = fused ? fused_rms_norm_pass(xl, wl, 1e-6) : std::make_pair(xl * 1.0, rms_norm_reference(xl, wl, 1e-6));
+        const at::Tensor loss = used == 1 ? y.mul(cn).sum() : used == 2 ? res.mul(cr).sum() : res.mul(cr).sum() + y.mul(cn).sum();
+        loss.backward();
+        got.push_back({res.detach(), y.detach(), xl.grad(), wl.grad().defined() ? wl.grad() : at::zeros_like(w)});
+      }
+      for (std::size_t i = 0; i < got[0].size(); ++i) {
+        INFO("output/gradient " << i);
+        REQUIRE(got[0][i].defined());
+        CHECK(max_abs_diff(got[0][i], got[1][i]) < tol);
+      }
+    }
     // Rope on q of a packed qkv, as attention slices it: [B, S, 3, H, hd] -> [B, H, S, hd] view.
     const int64_t B = 2, S = 5, H = 3, hd = 8;
     const at::Tensor qkv = seeded_randn({B, S, 3, H, hd}, 4, dtype), ang = seeded_randn({S, hd / 2}, 5, dtype);

@@ -25,7 +25,10 @@
 #include <ATen/ops/zeros.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include <algorithm>
 #include <cmath>
+#include <stdexcept>
+#include <string>
 #include <limits>
 
 namespace moetb {
@@ -317,6 +320,57 @@ at::Tensor fused_rms_norm(const at::Tensor& x, const at::Tensor& weight, double 
   if (!fusable(x) || weight.scalar_type() != x.scalar_type() || weight.dim() != 1 || x.size(-1) != weight.size(0) || x.numel() == 0)
     return rms_norm_reference(x, weight, eps);
   return RmsNormFn::apply(x, weight, eps);
+}
+
+namespace {
+
+// Rows of an embedding table by id, and the table's gradient summed row by row in id order
+// (index_add_'s order, so the same sums), columns split across threads.
+struct EmbeddingFn : public torch::autograd::Function<EmbeddingFn> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& weight_in, const at::Tensor& ids_in) {
+    const at::Tensor weight = weight_in.contiguous(), ids = ids_in.contiguous();
+    const int64_t N = ids.numel(), V = weight.size(0), D = weight.size(1);
+    const int64_t* id = ids.data_ptr<int64_t>();
+    for (int64_t i = 0; i < N; ++i)
+      if (id[i] < 0 || id[i] >= V)
+        throw std::invalid_argument("embedding: token id " + std::to_string(id[i]) + " outside [0, " + std::to_string(V) + ")");
+    at::Tensor out = at::empty({N, D}, weight.options());  // [N, D]
+    AT_DISPATCH_FLOATING_TYPES(weight.scalar_type(), "fused_embedding", [&] {
+      const scalar_t* W = weight.data_ptr<scalar_t>();
+      scalar_t* O = out.data_ptr<scalar_t>();
+      blas::parallel_chunks(N, blas::chunks_for(N), [&](int, int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) std::copy(W + id[i] * D, W + (id[i] + 1) * D, O + i * D);
+      });
+    });
+    ctx->save_for_backward({ids});
+    ctx->saved_data["V"] = V;
+    return out;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const at::Tensor ids = ctx->get_saved_variables()[0], g = grads[0].contiguous();  // [N], [N, D]
+    const int64_t N = ids.numel(), D = g.size(1);
+    at::Tensor dw = at::zeros({ctx->saved_data["V"].toInt(), D}, g.options());  // [V, D]
+    const int64_t* id = ids.data_ptr<int64_t>();
+    AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "fused_embedding_backward", [&] {
+      const scalar_t* G = g.data_ptr<scalar_t>();
+      scalar_t* dW = dw.data_ptr<scalar_t>();
+      blas::parallel_chunks(D, blas::chunks_for(D), [&](int, int64_t j0, int64_t j1) {
+        for (int64_t i = 0; i < N; ++i)
+          for (int64_t j = j0; j < j1; ++j) dW[id[i] * D + j] += G[i * D + j];
+      });
+    });
+    return {dw, at::Tensor()};
+  }
+};
+
+}  // namespace
+
+at::Tensor embedding_reference(const at::Tensor& weight, const at::Tensor& ids) { return weight.index_select(0, ids.reshape({-1})); }
+
+at::Tensor fused_embedding(const at::Tensor& weight, const at::Tensor& ids) {
+  if (!fusable(weight) || weight.dim() != 2 || ids.dim() != 1 || ids.scalar_type() != at::kLong || !ids.device().is_cpu() || ids.numel() == 0)
+    return embedding_reference(weight, ids);
+  return EmbeddingFn::apply(weight, ids);
 }
 
 std::pair<at::Tensor, at::Tensor> fused_rms_norm_pass(const at::Tensor& x, const at::Tensor& weight, double eps) {

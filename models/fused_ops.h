@@ -2,9 +2,10 @@
 // RMSNorm (Zhang & Sennrich, arXiv 1910.07467) and rotary embeddings (RoFormer, arXiv
 // 2104.09864), each one pass forward and one backward instead of 4-8 ATen ops per
 // direction, and the SwiGLU activation (Shazeer, arXiv 2002.05202) on a packed [gate | up]
-// product, so an expert runs two matrix products per pass instead of three, and causal
-// attention scores with the scale and mask folded into one baddbmm. Float32/64,
-// CPU, contiguous inner dimension; anything else takes the plain ATen path (same maths).
+// product, so an expert runs two matrix products per pass instead of three, causal
+// attention scores with the scale and mask folded into one baddbmm, the embedding gather
+// and a pre-norm's residual pass-through. Float32/64, CPU, contiguous inner dimension;
+// anything else takes the plain ATen path (same maths).
 // tests/torch/test_fused_ops.cpp checks forward and gradients against the ATen path.
 #pragma once
 #include <ATen/core/Tensor.h>
@@ -21,6 +22,11 @@ at::Tensor fused_rms_norm(const at::Tensor& x, const at::Tensor& weight, double 
 // (transformer.cpp: pre-norm blocks, where x is both normalised and the residual).
 std::pair<at::Tensor, at::Tensor> fused_rms_norm_pass(const at::Tensor& x, const at::Tensor& weight, double eps);
 
+// weight [V, D] rows by ids ([N] int64) -> [N, D], as weight.index_select(0, ids); the
+// table's gradient is summed row by row in one pass (ATen's index_add_ runs an add per row).
+// An id outside [0, V) is refused by name.
+at::Tensor fused_embedding(const at::Tensor& weight, const at::Tensor& ids);
+
 // Rotates pairs (x[..., i], x[..., i + hd/2]) by the angles of each position: x: [B, H, S, hd]
 // (any strides, inner stride 1), cos/sin: [S, hd/2] contiguous. Returns a contiguous [B, H, S, hd].
 at::Tensor fused_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
@@ -35,6 +41,7 @@ at::Tensor causal_scores(const at::Tensor& q, const at::Tensor& k);
 
 // The ATen compositions the fused paths replace (tests and non-CPU devices).
 at::Tensor rms_norm_reference(const at::Tensor& x, const at::Tensor& weight, double eps);
+at::Tensor embedding_reference(const at::Tensor& weight, const at::Tensor& ids);
 at::Tensor rope_reference(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
 at::Tensor swiglu_act_reference(const at::Tensor& h);
 at::Tensor causal_scores_reference(const at::Tensor& q, const at::Tensor& k);

@@ -111,7 +111,7 @@ LMOutput MoETransformerImpl::forward(const at::Tensor& tokens, const at::Tensor&
   ctx.training = training;
 
   LMOutput out;
-  at::Tensor x = embedding_.index_select(0, ctx.token_ids).view({B, S, D});  // [B, S, D]
+  at::Tensor x = fused_embedding(embedding_, ctx.token_ids).view({B, S, D});  // [B, S, D]
   out.aux_loss = at::zeros({}, x.options());
   for (std::size_t l = 0; l < blocks_.size(); ++l) {
     const Block& b = blocks_[l];

@@ -1,8 +1,9 @@
 // The fused CPU paths (models/fused_ops.h, models/fused_adamw.h) against the ATen
 // compositions they replace: forward values and gradients of RMSNorm, rotary embedding (on
-// the strided view attention gives it), the packed SwiGLU activation and the causal scores,
-// in float64 (to 1e-12) and float32 (to fp32 rounding); and the fused AdamW against
-// torch::optim::AdamW over several steps with a changing learning rate (params and state);
+// the strided view attention gives it), the packed SwiGLU activation, the causal scores, the
+// embedding gather and the pass-through norm, in float64 (to 1e-12) and float32 (to fp32
+// rounding); and the fused AdamW against torch::optim::AdamW over several steps with a
+// changing learning rate (params and state);
 // the step's gradient clipping (models/train_step.h) on a known norm; the block-causal
 // attention (models/fused_attention.h) against softmax(causal scores) v; the fused next-token
 // cross-entropy (models/fused_loss.h) against ATen's cross_entropy_loss; the grouped expert
@@ -85,6 +86,13 @@ TEST_CASE("fused ops: RMSNorm, rope, SwiGLU and causal scores equal the ATen pat
         CHECK(max_abs_diff(got[0][i], got[1][i]) < tol);
       }
     }
+    // Embedding rows by id, ids repeated (their gradients add up) and the last row unused.
+    const at::Tensor table = seeded_randn({6, 24}, 13, dtype);
+    const at::Tensor ids = at::tensor(std::vector<int64_t>{3, 0, 3, 4, 1, 3, 0, 2, 4});
+    compare([&](const auto& t) { return fused_embedding(t[0], ids); }, [&](const auto& t) { return embedding_reference(t[0], ids); }, {table},
+            seeded_randn({9, 24}, 14, dtype), tol);
+    CHECK_THROWS_WITH(fused_embedding(table, at::tensor(std::vector<int64_t>{0, 6})), Catch::Contains("token id 6 outside [0, 6)"));
+    CHECK_THROWS_WITH(fused_embedding(table, at::tensor(std::vector<int64_t>{-1})), Catch::Contains("token id -1"));
     // Rope on q of a packed qkv, as attention slices it: [B, S, 3, H, hd] -> [B, H, S, hd] view.
     const int64_t B = 2, S = 5, H = 3, hd = 8;
     const at::Tensor qkv = seeded_randn({B, S, 3, H, hd}, 4, dtype), ang = seeded_randn({S, hd / 2}, 5, dtype);

@@ -1,7 +1,9 @@
 // Grouped expert SwiGLU (fused_experts.h). Expert e owns rows [o, o + n) of xs; with
 // H = [X Wg | X Wu] ([n, 2F]), A = silu(H_gate) H_up and Y = A Wd:
 //   dWd = A^T dY,  dA = dY Wd^T,  dH = swiglu_backward(H, dA) (sigmoid recomputed from H),
-//   dWg = X^T dH_gate,  dWu = X^T dH_up,  dX = dH_gate Wg^T + dH_up Wu^T.
+//   dWg = X^T dH_gate,  dWu = X^T dH_up,  dX = dH [Wg | Wu]^T (= dH_gate Wg^T + dH_up Wu^T).
+// dA and dX run on transposed copies of the expert's weights, made just before they are
+// used, so that all nine products are libxsmm's (op(B) = B).
 // Every product runs through blas_gemm.h on sub-blocks of whole-batch buffers; experts
 // without rows get zero weight gradients. With several threads, groups of experts of about
 // equal rows run side by side, each on one BLAS thread (parallel_blas.h).
@@ -24,6 +26,7 @@
 
 #include "models/blas_gemm.h"
 #include "models/fused_kernels.h"
+#include "models/fused_transpose.h"
 #include "common/fused_math.h"
 #include "models/fused_ops.h"
 #include "models/parallel_blas.h"
@@ -47,18 +50,18 @@ std::vector<int64_t> row_offsets(const int64_t* cnt, int64_t E) {
   return o;
 }
 
-// Runs task(range) over groups of experts of about equal rows, one group per thread
+// Runs task(t, range) over groups of experts of about equal rows, group t on thread t
 // (parallel_blas.h); one group of all experts with one thread.
-void for_expert_groups(const int64_t* cnt, int64_t E, const std::function<void(ExpertRange)>& task) {
+void for_expert_groups(const int64_t* cnt, int64_t E, const std::function<void(int, ExpertRange)>& task) {
   const int threads = blas::loop_threads();
   if (threads == 1) {
-    task({0, E});
+    task(0, {0, E});
     return;
   }
   const std::vector<int64_t> b = blas::balanced_bounds(cnt, E, threads);
   blas::parallel_chunks(threads, threads, [&](int t, int64_t, int64_t) {
     const auto i = static_cast<std::size_t>(t);
-    if (b[i] < b[i + 1]) task({b[i], b[i + 1]});
+    if (b[i] < b[i + 1]) task(t, {b[i], b[i + 1]});
   });
 }
 
@@ -78,11 +81,14 @@ void experts_forward_range(ExpertRange r, const int64_t* cnt, const int64_t* off
 // The backward of experts r from dY [m, d]: dX [m, d] and the experts' weight gradients
 // (zero for experts without rows); dA [m, F] and dH [m, 2F] are scratch. Each may be the
 // buffer it is computed from (dA = A, dH = H, dX = X): per expert, every product and row
-// loop reads a buffer's rows before the same rows are overwritten.
+// loop reads a buffer's rows before the same rows are overwritten. WT [3 F d] is scratch for
+// the expert's transposed weights: Wd^T [d, F], then [Wg | Wu]^T [2F, d], so that dA and dX
+// are products with op(B) = B (libxsmm's kernels; dX one product over the packed dH).
 template <typename T>
 void experts_backward_range(ExpertRange r, const int64_t* cnt, const int64_t* off, const T* X, const T* Wg, const T* Wu, const T* Wd,
-                            const T* H, const T* A, const T* dY, T* dA, T* dH, T* dX, T* dWg, T* dWu, T* dWd, int64_t d,
+                            const T* H, const T* A, const T* dY, T* dA, T* dH, T* dX, T* dWg, T* dWu, T* dWd, T* WT, int64_t d,
                             int64_t F) {
+  T *WdT = WT, *WguT = WT + d * F;
   for (int64_t e = r.e0, o = off[r.e0]; e < r.e1; o += cnt[e], ++e) {
     if (cnt[e] == 0) {  // no rows: zero gradients
       std::fill(dWd + e * F * d, dWd + (e + 1) * F * d, T(0));
@@ -91,15 +97,17 @@ void experts_backward_range(ExpertRange r, const int64_t* cnt, const int64_t* of
       continue;
     }
     gemm_rm(true, false, F, d, cnt[e], T(1), A + o * F, F, dY + o * d, d, T(0), dWd + e * F * d, d);
-    gemm_rm(false, true, cnt[e], F, d, T(1), dY + o * d, d, Wd + e * F * d, d, T(0), dA + o * F, F);
+    fused::transpose(Wd + e * F * d, d, WdT, F, F, d);  // [d, F]
+    gemm_rm(false, false, cnt[e], F, d, T(1), dY + o * d, d, WdT, F, T(0), dA + o * F, F);
     if (dH == H)
       fused::swiglu_backward_in_place(dH + o * 2 * F, dA + o * F, cnt[e], F);
     else
       fused::swiglu_backward_from_h(H + o * 2 * F, dA + o * F, dH + o * 2 * F, cnt[e], F);
     gemm_rm(true, false, d, F, cnt[e], T(1), X + o * d, d, dH + o * 2 * F, 2 * F, T(0), dWg + e * d * F, F);
     gemm_rm(true, false, d, F, cnt[e], T(1), X + o * d, d, dH + o * 2 * F + F, 2 * F, T(0), dWu + e * d * F, F);
-    gemm_rm(false, true, cnt[e], d, F, T(1), dH + o * 2 * F, 2 * F, Wg + e * d * F, F, T(0), dX + o * d, d);
-    gemm_rm(false, true, cnt[e], d, F, T(1), dH + o * 2 * F + F, 2 * F, Wu + e * d * F, F, T(1), dX + o * d, d);
+    fused::transpose(Wg + e * d * F, F, WguT, d, d, F);          // rows [0, F) of [2F, d]
+    fused::transpose(Wu + e * d * F, F, WguT + F * d, d, d, F);  // rows [F, 2F)
+    gemm_rm(false, false, cnt[e], d, 2 * F, T(1), dH + o * 2 * F, 2 * F, WguT, d, T(0), dX + o * d, d);
   }
 }
 
@@ -112,7 +120,7 @@ std::vector<at::Tensor> experts_forward(const at::Tensor& xs, const at::Tensor& 
   at::Tensor y = at::empty({m, d}, xs.options());                                       // [m, d]
   const std::vector<int64_t> off = row_offsets(cnt, E);
   AT_DISPATCH_FLOATING_TYPES(xs.scalar_type(), "fused_grouped_swiglu", [&] {
-    for_expert_groups(cnt, E, [&](ExpertRange r) {
+    for_expert_groups(cnt, E, [&](int, ExpertRange r) {
       experts_forward_range<scalar_t>(r, cnt, off.data(), xs.data_ptr<scalar_t>(), wg.data_ptr<scalar_t>(), wu.data_ptr<scalar_t>(),
                                       wd.data_ptr<scalar_t>(), h.data_ptr<scalar_t>(), a.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), d,
                                       F);
@@ -133,12 +141,14 @@ std::vector<at::Tensor> experts_backward(const at::Tensor& xs, const at::Tensor&
   at::Tensor dx = overwrite_saved ? xs : at::empty({m, d}, xs.options());         // [m, d]
   at::Tensor dwg = at::empty_like(wg), dwu = at::empty_like(wu), dwd = at::empty_like(wd);  // [E, d, F], [E, F, d]
   const std::vector<int64_t> off = row_offsets(cnt, E);
+  at::Tensor wt = at::empty({blas::loop_threads(), 3 * F * d}, xs.options());  // per group: one expert's transposed weights
   AT_DISPATCH_FLOATING_TYPES(xs.scalar_type(), "fused_grouped_swiglu_backward", [&] {
-    for_expert_groups(cnt, E, [&](ExpertRange r) {
+    for_expert_groups(cnt, E, [&](int t, ExpertRange r) {
       experts_backward_range<scalar_t>(r, cnt, off.data(), xs.data_ptr<scalar_t>(), wg.data_ptr<scalar_t>(), wu.data_ptr<scalar_t>(),
                                        wd.data_ptr<scalar_t>(), h.data_ptr<scalar_t>(), a.data_ptr<scalar_t>(), dy.data_ptr<scalar_t>(),
                                        da.data_ptr<scalar_t>(), dh.data_ptr<scalar_t>(), dx.data_ptr<scalar_t>(),
-                                       dwg.data_ptr<scalar_t>(), dwu.data_ptr<scalar_t>(), dwd.data_ptr<scalar_t>(), d, F);
+                                       dwg.data_ptr<scalar_t>(), dwu.data_ptr<scalar_t>(), dwd.data_ptr<scalar_t>(),
+                                       wt.data_ptr<scalar_t>() + t * 3 * F * d, d, F);
     });
   });
   return {dx, dwg, dwu, dwd};

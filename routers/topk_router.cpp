@@ -98,18 +98,12 @@ class TopkRouter final : public Router {
     }
     d.probs = probs;
     if (ctx.training) step_.add(top_ids);
-    if (ctx.training && cfg_.bias_update_rate > 0.0 && cfg_.bias_scope != BalanceScope::kGlobalBatch)
-      votes_.add(top_ids, cfg_.bias_scope == BalanceScope::kSequence ? ctx.sequence_ids : at::Tensor());
     const at::Tensor balance = scoped_balance_loss(cfg_, probs, top_ids, ctx, step_);  // []
     const at::Tensor z = router_z_loss(logits);                                        // []
     d.aux_loss = balance.mul(cfg_.balance_coef).add(z.mul(cfg_.z_loss_coef));
     d.aux_terms["balance"] = balance.item<double>();
     d.aux_terms["z_loss"] = z.item<double>();
-    if (cfg_.seq_aux_coef > 0.0) {
-      const at::Tensor seq = sequence_balance_loss(probs, top_ids, ctx.sequence_ids);  // []
-      d.aux_loss = d.aux_loss.add(seq.mul(cfg_.seq_aux_coef));
-      d.aux_terms["seq_balance"] = seq.item<double>();
-    }
+    add_votes_and_sequence_loss(d, ctx);
     return d;
   }
 
@@ -136,17 +130,23 @@ class TopkRouter final : public Router {
     d.probs = r.probs;
     if (ctx.training)
       for (std::size_t e = 0; e < r.counts.size(); ++e) step_.mutable_counts()[e] += r.counts[e];
-    if (ctx.training && cfg_.bias_update_rate > 0.0 && cfg_.bias_scope != BalanceScope::kGlobalBatch)
-      votes_.add(r.experts, cfg_.bias_scope == BalanceScope::kSequence ? ctx.sequence_ids : at::Tensor());
     d.aux_loss = r.aux_loss;
     d.aux_terms["balance"] = r.balance;
     d.aux_terms["z_loss"] = r.z_loss;
+    add_votes_and_sequence_loss(d, ctx);
+    return d;
+  }
+
+  // Both paths' last steps: the bias votes of the sequence and micro-batch bias scopes, and
+  // DeepSeek-V3's sequence-wise loss on the decision's probabilities.
+  void add_votes_and_sequence_loss(RoutingDecision& d, const RouteContext& ctx) {
+    if (ctx.training && cfg_.bias_update_rate > 0.0 && cfg_.bias_scope != BalanceScope::kGlobalBatch)
+      votes_.add(d.experts, cfg_.bias_scope == BalanceScope::kSequence ? ctx.sequence_ids : at::Tensor());
     if (cfg_.seq_aux_coef > 0.0) {
-      const at::Tensor seq = sequence_balance_loss(r.probs, r.experts, ctx.sequence_ids);  // []
+      const at::Tensor seq = sequence_balance_loss(d.probs, d.experts, ctx.sequence_ids);  // []
       d.aux_loss = d.aux_loss.add(seq.mul(cfg_.seq_aux_coef));
       d.aux_terms["seq_balance"] = seq.item<double>();
     }
-    return d;
   }
 
   // logits * U(1 - jitter, 1 + jitter), elementwise, from the router's portable stream.

@@ -25,8 +25,6 @@
 namespace moetb {
 namespace {
 
-constexpr double kRmsEps = 1e-6;  // rms_norm's default (transformer.h)
-
 at::Tensor uniform_init(at::IntArrayRef shape, int64_t fan_in) {
   const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
   return at::empty(shape, at::kFloat).uniform_(-bound, bound);
@@ -87,7 +85,7 @@ MoETransformerImpl::MoETransformerImpl(const ModelConfig& cfg) : cfg_(cfg) {
 
 at::Tensor MoETransformerImpl::attention_residual(const Block& b, const at::Tensor& residual) const {
   const int64_t B = residual.size(0), S = residual.size(1), D = cfg_.d_model, H = cfg_.n_heads, hd = D / H;
-  const auto [res, x] = fused_rms_norm_pass(residual, b.norm1, kRmsEps);  // residual passed through the norm's node; x: [B, S, D]
+  const auto [res, x] = fused_rms_norm_pass(residual, b.norm1, kRmsNormEps);  // residual passed through the norm's node; x: [B, S, D]
   const at::Tensor qkv = fused_linear(x, b.w_qkv).view({B, S, 3, H, hd});               // [B, S, 3, H, hd]
   const at::Tensor cos = rope_cos_.narrow(0, 0, S), sin = rope_sin_.narrow(0, 0, S);  // [S, hd/2]
   // Rotary q, k and causal attention in one function (fused_attention.h; masked half skipped): [B, S, D].
@@ -116,7 +114,7 @@ LMOutput MoETransformerImpl::forward(const at::Tensor& tokens, const at::Tensor&
   for (std::size_t l = 0; l < blocks_.size(); ++l) {
     const Block& b = blocks_[l];
     x = attention_residual(b, x);
-    const auto [res, h] = fused_rms_norm_pass(x, b.norm2, kRmsEps);  // h: [B, S, D]; res: x through the norm's node
+    const auto [res, h] = fused_rms_norm_pass(x, b.norm2, kRmsNormEps);  // h: [B, S, D]; res: x through the norm's node
     if (b.moe_index < 0) {
       x = res + at::matmul(at::silu(at::matmul(h, b.dense_gate)) * at::matmul(h, b.dense_up), b.dense_down);
     } else {

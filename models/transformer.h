@@ -66,7 +66,8 @@ class MoETransformerImpl : public torch::nn::Module {
 };
 TORCH_MODULE(MoETransformer);
 
-at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps = 1e-6);  // over the last dim
+inline constexpr double kRmsNormEps = 1e-6;  // every norm of the model
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps = kRmsNormEps);  // over the last dim
 // Rotates pairs (x[..., i], x[..., i + h/2]) by position-dependent angles. x: [B, H, S, hd].
 at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
 

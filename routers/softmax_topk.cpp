@@ -75,7 +75,7 @@ struct SoftmaxTopkFn : public torch::autograd::Function<SoftmaxTopkFn> {
     at::Tensor terms = at::empty({2}, logits.options().dtype(at::kDouble));               // [2]
     at::Tensor counts = at::zeros({E}, terms.options());                                  // [E]
     at::Tensor experts;                                                                   // [n, k]
-    std::vector<double> f(static_cast<std::size_t>(E));  // the shares f_e
+    std::vector<double> f;  // [E] the shares f_e
     AT_DISPATCH_FLOATING_TYPES(logits.scalar_type(), "softmax_topk", [&] {
       scalar_t *P = probs.data_ptr<scalar_t>(), *Lse = lse.data_ptr<scalar_t>(), *W = weights.data_ptr<scalar_t>();
       softmax_rows(logits.data_ptr<scalar_t>(), P, Lse, n, E);
@@ -104,13 +104,13 @@ struct SoftmaxTopkFn : public torch::autograd::Function<SoftmaxTopkFn> {
         for (int64_t j = 0; j < E; ++j) mean_p[static_cast<std::size_t>(j)] += static_cast<double>(p[j]);
         z += static_cast<double>(Lse[i]) * static_cast<double>(Lse[i]);
       }
-      double all = 0.0;
-      for (int64_t e = 0; e < E; ++e) all += c[e] + (opt.prior_counts.empty() ? 0.0 : opt.prior_counts[static_cast<std::size_t>(e)]);
-      double balance = 0.0;
-      for (int64_t e = 0; e < E; ++e) {
-        const auto u = static_cast<std::size_t>(e);
-        f[u] = (c[e] + (opt.prior_counts.empty() ? 0.0 : opt.prior_counts[u])) / all;
-        balance += f[u] * mean_p[u] / static_cast<double>(n);
+      f.assign(c, c + E);  // the counts, (+ prior), then their shares
+      for (std::size_t e = 0; e < opt.prior_counts.size(); ++e) f[e] += opt.prior_counts[e];
+      double all = 0.0, balance = 0.0;
+      for (double x : f) all += x;
+      for (std::size_t e = 0; e < f.size(); ++e) {
+        f[e] /= all;
+        balance += f[e] * mean_p[e] / static_cast<double>(n);
       }
       balance *= static_cast<double>(E);
       terms.data_ptr<double>()[0] = balance;
